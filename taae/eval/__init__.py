@@ -1,0 +1,34 @@
+"""Evaluation: objective metrics, reference codecs, reports and the ``evaluate.py`` driver (spec §10)."""
+
+from taae.eval.metrics import (
+    EntropyStats,
+    FileMetrics,
+    Stopwatch,
+    compute_metrics,
+    entropy_bitrate,
+    mel_distance,
+    pesq_score,
+    real_time_factor,
+    si_sdr,
+    stft_distance,
+    stoi_score,
+)
+from taae.eval.references import (
+    AddNoise,
+    Codec2,
+    CodecSystem,
+    Identity,
+    MuLaw8,
+    Opus,
+    System,
+    SystemOutput,
+    available_references,
+)
+from taae.eval.report import EvalReport, FileResult, MetricSummary, SystemSummary, summarize, write_report
+
+__all__ = [
+    "AddNoise", "Codec2", "CodecSystem", "EntropyStats", "EvalReport", "FileMetrics", "FileResult", "Identity",
+    "MetricSummary", "MuLaw8", "Opus", "Stopwatch", "System", "SystemOutput", "SystemSummary",
+    "available_references", "compute_metrics", "entropy_bitrate", "mel_distance", "pesq_score",
+    "real_time_factor", "si_sdr", "stft_distance", "stoi_score", "summarize", "write_report",
+]

@@ -1,0 +1,23 @@
+"""Training losses: spectral reconstruction, GAN objectives with feature matching, and the WavLM feature loss."""
+
+from taae.losses.adversarial import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from taae.losses.perceptual import WavLMFeatureLoss
+from taae.losses.spectral import (
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    WaveformL1Loss,
+    mel_spectrogram,
+    slaney_mel_filterbank,
+)
+
+__all__ = [
+    "MultiResolutionSTFTLoss",
+    "MultiScaleMelLoss",
+    "WaveformL1Loss",
+    "WavLMFeatureLoss",
+    "discriminator_loss",
+    "feature_matching_loss",
+    "generator_adversarial_loss",
+    "mel_spectrogram",
+    "slaney_mel_filterbank",
+]

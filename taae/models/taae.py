@@ -1,0 +1,284 @@
+"""TAAE: patched waveform → transformer encoder → 6-dim FSQ at 25 Hz → mirror decoder (spec §2–§7).
+
+Shape legend: B batch, T samples, P patch size, N frames at a stage's rate, C width, D latent dim, S latent
+frames, K tokens per frame.
+
+    wav (B,1,T) ─pad→ (B,1,T') ─patch→ (B,P,T'/P) ─stem→ E_0 … E_n ─head→ z (B,D,S)
+    z ─tanh→ FSQ ─→ codes (B,D,S) ─stem→ D_n … D_0 ─head→ (B,P,T'/P) ─unpatch→ (B,1,T') ─crop→ (B,1,T)
+
+Stage i (encoder): strided conv (stride s_i, width w_{i-1} → w_i) then ``depths[i]`` transformer layers at w_i.
+The decoder mirrors it: transformer layers at w_i, then a transposed conv back to w_{i-1}.
+Defaults follow the paper where it speaks (patch 320, hop 640 → 25 Hz, D = 6, 17 levels, window 128 frames,
+head dim 128); the widths and depths are ours (the paper's are not published, §4–§5).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.nn.conv import DownsampleConv, UpsampleConv, WNConv1d
+from taae.nn.transformer import Transformer
+from taae.quantizers.fsq import FSQ
+from taae.quantizers.residual_fsq import PRESET_ALIASES, PRESETS, PostHocResidualFSQ
+
+
+@dataclass
+class TAAEConfig:
+    """Everything that defines a TAAE model; the YAML's ``generator.init_args.config``."""
+
+    sample_rate: int = 16000
+    """Audio sample rate in Hz (§2: 16 kHz)."""
+    patch_size: int = 320
+    """Samples per patch: the polyphase reshape that opens the encoder (§2, paper)."""
+    stem_width: int = 256
+    """Channels of the stem conv after patching (ours)."""
+    widths: tuple[int, ...] = (256, 512)
+    """Transformer width of each stage; each must be a multiple of ``head_dim`` (ours)."""
+    strides: tuple[int, ...] = (1, 2)
+    """Downsampling of each stage; patch·Πstrides is the hop (§2: 320·2 = 640 → 25 Hz)."""
+    depths: tuple[int, ...] = (2, 2)
+    """Transformer layers per encoder stage; the decoder mirrors them (ours)."""
+    decoder_depths: tuple[int, ...] | None = None
+    """Decoder layers per stage, in encoder order; None mirrors ``depths``."""
+    latent_dim: int = 6
+    """FSQ dimensions (§6.1: 6)."""
+    fsq_levels: int = 17
+    """Levels per dimension of the trained FSQ (§6.1: 17)."""
+    dither_prob: float = 0.5
+    """p of the two per-item Bernoulli draws of the dither mix (§6.2: 0.5 → 50% noise, 25% STE, 25% clean)."""
+    random_levels: tuple[int, ...] | None = (5, 9, 17)
+    """Levels drawn per item during training so that coarser post-hoc grids stay in range (§6.2, paper only)."""
+    window: tuple[int, int] = (63, 64)
+    """Keys visible to query i: i−left … i+right (§3: 128 frames, released code (63, 64))."""
+    head_dim: int = 128
+    """Attention head dim (§3: 128, heads = width / 128)."""
+    ffn_mult: int = 4
+    """SwiGLU hidden multiplier (§3)."""
+    norm_eps: float = 1e-2
+    """LayerNorm ε, raised from 1e-5 so that silence cannot blow up the normalisation (§3)."""
+    qk_norm_eps: float = 1e-6
+    layer_scale_init: float = 1e-5
+    """LayerScale init on both residual branches (§3, released code)."""
+    attention_backend: str = "auto"
+    """windowed_attention backend: auto | naive | sdpa | chunked | flex | flash."""
+    checkpointing: bool = False
+    """Activation checkpointing per transformer layer (saves memory, costs one extra forward)."""
+    output_tanh: bool = False
+    """Soft-clip the output waveform with tanh (§2 step 6: off by default)."""
+
+    def __post_init__(self):
+        for name in ("widths", "strides", "depths", "window"):
+            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.decoder_depths is not None:
+            self.decoder_depths = tuple(int(v) for v in self.decoder_depths)
+        if self.random_levels is not None:
+            self.random_levels = tuple(int(v) for v in self.random_levels)
+        if not (len(self.widths) == len(self.strides) == len(self.depths)) or not self.widths:
+            raise ValueError(
+                f"widths, strides and depths need one entry per stage, got {len(self.widths)}, "
+                f"{len(self.strides)} and {len(self.depths)}"
+            )
+        if self.decoder_depths is not None and len(self.decoder_depths) != len(self.depths):
+            raise ValueError(f"decoder_depths needs {len(self.depths)} entries, got {len(self.decoder_depths)}")
+        for w in self.widths:
+            if w <= 0 or w % self.head_dim:
+                raise ValueError(f"widths: every width must be a positive multiple of head_dim={self.head_dim}, got {w}")
+        if any(s < 1 for s in self.strides):
+            raise ValueError(f"strides must be >= 1, got {self.strides}")
+        if any(d < 0 for d in self.depths):
+            raise ValueError(f"depths must be >= 0, got {self.depths}")
+        for name in ("sample_rate", "patch_size", "stem_width", "latent_dim", "head_dim", "ffn_mult"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.fsq_levels < 2:
+            raise ValueError(f"fsq_levels must be >= 2, got {self.fsq_levels}")
+        if len(self.window) != 2 or min(self.window) < 0:
+            raise ValueError(f"window must be (left, right) with both >= 0, got {self.window}")
+        if not 0.0 <= self.dither_prob <= 1.0:
+            raise ValueError(f"dither_prob must be in [0, 1], got {self.dither_prob}")
+
+    @property
+    def hop_length(self) -> int:
+        return self.patch_size * math.prod(self.strides)
+
+    def block_kwargs(self) -> dict:
+        return dict(head_dim=self.head_dim, window=self.window, ffn_mult=self.ffn_mult, norm_eps=self.norm_eps,
+                    qk_norm_eps=self.qk_norm_eps, layer_scale_init=self.layer_scale_init,
+                    attention_backend=self.attention_backend)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TAAEConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TAAEConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+
+class TAAEEncoder(nn.Module):
+    def __init__(self, config: TAAEConfig):
+        super().__init__()
+        c = config
+        self.stem = WNConv1d(c.patch_size, c.stem_width, kernel_size=7, padding=3)
+        ins = (c.stem_width, *c.widths[:-1])
+        self.stages = nn.ModuleList(
+            nn.Sequential(DownsampleConv(w_in, w, s),
+                          Transformer(w, d, checkpointing=c.checkpointing, **c.block_kwargs()))
+            for w_in, w, s, d in zip(ins, c.widths, c.strides, c.depths)
+        )
+        self.head = WNConv1d(c.widths[-1], c.latent_dim, kernel_size=3, padding=1)
+
+    def forward(self, patches: Tensor) -> Tensor:  # (B, P, N) → (B, D, S)
+        x = self.stem(patches)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+
+class TAAEDecoder(nn.Module):
+    def __init__(self, config: TAAEConfig):
+        super().__init__()
+        c = config
+        depths = c.decoder_depths or c.depths
+        self.stem = WNConv1d(c.latent_dim, c.widths[-1], kernel_size=3, padding=1)
+        outs = (c.stem_width, *c.widths[:-1])
+        self.stages = nn.ModuleList(
+            nn.Sequential(Transformer(w, d, checkpointing=c.checkpointing, **c.block_kwargs()),
+                          UpsampleConv(w, w_out, s))
+            for w_out, w, s, d in reversed(list(zip(outs, c.widths, c.strides, depths)))
+        )
+        self.head = WNConv1d(c.stem_width, c.patch_size, kernel_size=7, padding=3, bias=False)
+
+    def forward(self, codes: Tensor) -> Tensor:  # (B, D, S) → (B, P, N)
+        x = self.stem(codes)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+
+def patch(wav: Tensor, patch_size: int) -> Tensor:
+    """(B, 1, T) → (B, P, T/P): channel k holds the k-th sample of every patch (a pure reshape, §2)."""
+    return rearrange(wav, "b 1 (n p) -> b p n", p=patch_size)
+
+
+def unpatch(patches: Tensor) -> Tensor:
+    """(B, P, N) → (B, 1, N·P), the exact inverse of ``patch`` (always differentiable, §15.7)."""
+    return rearrange(patches, "b p n -> b 1 (n p)")
+
+
+class TAAE(nn.Module):
+    """The transformer audio autoencoder with an FSQ bottleneck and post-hoc residual FSQ presets."""
+
+    def __init__(self, config: TAAEConfig | dict | None = None):
+        super().__init__()
+        if config is None:
+            config = TAAEConfig()
+        elif isinstance(config, dict):
+            config = TAAEConfig.from_dict(config)
+        self.config = config
+        self.encoder = TAAEEncoder(config)
+        self.decoder = TAAEDecoder(config)
+        self.quantizer = FSQ([config.fsq_levels] * config.latent_dim, dither_prob=config.dither_prob,
+                             random_levels=config.random_levels)
+        self._custom_presets: dict[str, PostHocResidualFSQ] = {}
+
+    # -- codec interface -------------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def encode_latent(self, wav: Tensor) -> Tensor:
+        """(B, 1, T) → bounded latent tanh(z), (B, D, S), S = ⌈T / hop⌉."""
+        self._check_wav(wav)
+        wav = pad_to_multiple(wav, self.hop_length)
+        return torch.tanh(self.encoder(patch(wav, self.config.patch_size)).float())
+
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """(B, D, S) codes in [−1, 1] → (B, 1, S·hop)."""
+        wav = unpatch(self.decoder(codes))
+        return torch.tanh(wav) if self.config.output_tanh else wav
+
+    def forward(self, wav: Tensor) -> GeneratorOutput:
+        length = wav.shape[-1]
+        self._check_wav(wav)
+        padded = pad_to_multiple(wav, self.hop_length)
+        z = self.encoder(patch(padded, self.config.patch_size))
+        codes = self.quantizer(z)
+        audio = self.decode_codes(codes.to(z.dtype))[..., :length]
+        return GeneratorOutput(audio=audio, latent=torch.tanh(z.float()), codes=codes)
+
+    @torch.no_grad()
+    def encode(self, wav: Tensor, preset: str | None = None) -> Tensor:
+        """(B, 1, T) → tokens (B, K, S) int64; eval quantisation whatever the module's mode."""
+        bounded = self.encode_latent(wav)
+        if self._is_native(preset):
+            # codes_to_indices rounds with the quantiser's own rule: the eval path, whatever the module's mode.
+            return self.quantizer.codes_to_indices(bounded).unsqueeze(1)
+        return self._residual(preset).encode(bounded)
+
+    @torch.no_grad()
+    def decode(self, tokens: Tensor, preset: str | None = None) -> Tensor:
+        """tokens (B, K, S) → (B, 1, S·hop)."""
+        name = self._resolve(preset)
+        self.presets()[name].check_tokens(tokens)
+        if self._is_native(preset):
+            codes = self.quantizer.indices_to_codes(tokens[:, 0])
+        else:
+            codes = self._residual(preset).decode(tokens)
+        weight = next(self.decoder.parameters())
+        return self.decode_codes(codes.to(device=weight.device, dtype=weight.dtype))
+
+    def presets(self) -> dict[str, TokenSpec]:
+        """``native`` (one 17^6 token), the built-in residual presets with their bps aliases, and user presets."""
+        specs = {"native": self.quantizer.token_spec(self.frame_rate)}
+        for name in [*PRESETS, *PRESET_ALIASES, *self._custom_presets]:
+            specs[name] = self._residual(name).token_spec(self.frame_rate, name)
+        return specs
+
+    def add_preset(self, name: str, stages, allow_lossy: bool = False) -> TokenSpec:
+        """Register user stages ``[(levels, scale), …]`` under ``name`` (no retraining needed, §7)."""
+        if name in PRESETS or name in PRESET_ALIASES or name == "native":
+            raise ValueError(f"preset name {name!r} is taken by a built-in preset")
+        self._custom_presets[name] = PostHocResidualFSQ(stages, dim=self.config.latent_dim, allow_lossy=allow_lossy)
+        return self.presets()[name]
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _resolve(self, preset: str | None) -> str:
+        name = "native" if preset is None else PRESET_ALIASES.get(preset, preset)
+        if name != "native" and name not in PRESETS and name not in self._custom_presets:
+            known = ["native", *PRESETS, *PRESET_ALIASES, *self._custom_presets]
+            raise ValueError(f"unknown preset {preset!r}; known presets: {known}")
+        return name
+
+    def _is_native(self, preset: str | None) -> bool:
+        return self._resolve(preset) == "native"
+
+    def _residual(self, preset: str) -> PostHocResidualFSQ:
+        name = self._resolve(preset)
+        if name in self._custom_presets:
+            return self._custom_presets[name]
+        return PostHocResidualFSQ.from_preset(name)
+
+    @staticmethod
+    def _check_wav(wav: Tensor) -> None:
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected a mono waveform of shape (B, 1, T), got {tuple(wav.shape)}")
+        if wav.shape[-1] == 0:
+            raise ValueError("expected at least one sample, got T = 0")

@@ -1,0 +1,95 @@
+"""Convolutional building blocks shared by TAAE and the RVQGAN baseline.
+
+Shape legend: B batch, C channels, L frames (time steps at the block's rate).
+
+Length rules (all convs here keep them exact, so codecs never need to trim):
+- ``DownsampleConv(stride s)``: kernel 2s, padding ⌈s/2⌉ → L/s frames when L is a multiple of s, for even and odd
+  s: ⌊(L + 2⌈s/2⌉ − 2s)/s⌋ + 1 = L/s. Stride 1 is a kernel-1 projection (kernel 2 would give L + 1).
+- ``UpsampleConv(stride s)``: kernel 2s, padding ⌈s/2⌉, output_padding s mod 2 → exactly s·L frames. Without
+  ``output_padding`` odd strides lose one frame per block, the bug DAC's 16 kHz model has (8 samples short).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+def WNConv1d(*args, **kwargs) -> nn.Conv1d:
+    """``nn.Conv1d`` wrapped in weight normalisation (every conv in both codecs uses it)."""
+    return weight_norm(nn.Conv1d(*args, **kwargs))
+
+
+def WNConvTranspose1d(*args, **kwargs) -> nn.ConvTranspose1d:
+    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+
+
+class Snake1d(nn.Module):
+    """Snake activation x + sin²(αx)/α with a learnable α per channel (DAC §2.1, α initialised to ones)."""
+
+    def __init__(self, channels: int, eps: float = 1e-9):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, L)
+        return x + (self.alpha * x).sin().pow(2) / (self.alpha + self.eps)
+
+
+class ResidualUnit(nn.Module):
+    """Snake → dilated conv k=7 → Snake → conv k=1, plus the input (DAC §3.1)."""
+
+    def __init__(self, channels: int, dilation: int = 1, kernel_size: int = 7):
+        super().__init__()
+        pad = (kernel_size - 1) * dilation // 2
+        self.block = nn.Sequential(
+            Snake1d(channels),
+            WNConv1d(channels, channels, kernel_size, dilation=dilation, padding=pad),
+            Snake1d(channels),
+            WNConv1d(channels, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class DownsampleConv(nn.Module):
+    """Strided conv, kernel 2s, padding ⌈s/2⌉: L → L/s for L a multiple of s (stride 1: kernel-1 projection)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.stride = stride
+        if stride == 1:
+            self.conv = WNConv1d(in_channels, out_channels, kernel_size=1)
+        else:
+            self.conv = WNConv1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride,
+                                 padding=math.ceil(stride / 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class UpsampleConv(nn.Module):
+    """Transposed conv, kernel 2s, padding ⌈s/2⌉, output_padding s mod 2: L → s·L exactly (DAC §3.4 fix).
+
+    (L−1)s − 2⌈s/2⌉ + 2s + (s mod 2) = sL for every s ≥ 2; stride 1 is a kernel-1 projection.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.stride = stride
+        if stride == 1:
+            self.conv = WNConv1d(in_channels, out_channels, kernel_size=1)
+        else:
+            self.conv = WNConvTranspose1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride,
+                                          padding=math.ceil(stride / 2), output_padding=stride % 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)

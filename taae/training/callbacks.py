@@ -1,0 +1,67 @@
+"""Training callbacks: validation audio samples and mel-spectrogram images, written to disk and the logger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from taae.audio import save_audio
+from taae.losses.spectral import mel_spectrogram
+
+
+class AudioSamples(L.Callback):
+    """Keep the first validation batch's clips; write them as wav under ``<log_dir>/samples/step_<N>/`` and, with
+    a TensorBoard logger, as audio and log-mel images (reference once, reconstructions every validation).
+
+    Args:
+        n_fft, hop_length, n_mels: the spectrogram drawn for the images.
+    """
+
+    def __init__(self, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 80):
+        super().__init__()
+        self.n_fft, self.hop_length, self.n_mels = n_fft, hop_length, n_mels
+        self._batch: dict[str, Tensor] | None = None
+        self._references_logged = False
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0 and isinstance(outputs, dict) and "reconstruction" in outputs:
+            self._batch = outputs
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
+            self._batch = None
+            return
+        sample_rate = pl_module.generator.sample_rate
+        step = int(pl_module.generator_steps)
+        root = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        kinds = ["reconstruction"] if self._references_logged else ["reference", "reconstruction"]
+        experiment = _tensorboard(trainer)
+        for kind in kinds:
+            folder = root / ("reference" if kind == "reference" else f"step_{step:07d}")
+            for i, wav in enumerate(self._batch[kind]):
+                save_audio(folder / f"clip_{i}.wav", wav.clamp(-1, 1), sample_rate)
+                if experiment is not None:
+                    tag = f"{kind}/clip_{i}"
+                    experiment.add_audio(tag, wav.clamp(-1, 1).flatten(), step, sample_rate=sample_rate)
+                    experiment.add_image(f"{kind}_mel/clip_{i}", self._mel_image(wav, sample_rate), step)
+        self._references_logged = True
+        self._batch = None
+
+    def _mel_image(self, wav: Tensor, sample_rate: int) -> Tensor:
+        """(1, n_mels, frames) in [0, 1], low frequencies at the bottom, 80 dB range."""
+        mel = mel_spectrogram(wav.reshape(1, 1, -1), sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
+                              n_mels=self.n_mels)[0]
+        db = 20 * torch.log10(mel.clamp(min=1e-5))
+        db = (db - db.max() + 80).clamp(min=0) / 80
+        return db.flip(0).unsqueeze(0)
+
+
+def _tensorboard(trainer):
+    for logger in trainer.loggers:
+        experiment = getattr(logger, "experiment", None)
+        if hasattr(experiment, "add_audio"):
+            return experiment
+    return None

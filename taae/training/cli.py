@@ -1,0 +1,31 @@
+"""The training command line: LightningCLI over ``CodecModule`` and any ``LightningDataModule``.
+
+The YAML is the experiment: ``python train.py fit --config configs/taae/tiny.yaml --config configs/data/demo.yaml``.
+Several ``--config`` files compose in order; ``--print_config`` writes the merged result. Resume with
+``--ckpt_path``; fine-tune from a checkpoint's weights with ``--model.init_args.init_weights_from``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+from taae.training.module import CodecModule
+
+
+class TaaeCLI(LightningCLI):
+    def __init__(self, args=None, run: bool = True, **kwargs):
+        super().__init__(
+            CodecModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+
+def main(args=None) -> TaaeCLI:
+    return TaaeCLI(args=args)

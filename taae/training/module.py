@@ -1,0 +1,344 @@
+"""``CodecModule``: one LightningModule that trains any codec model (TAAE or RVQGAN) adversarially.
+
+Shape legend: B batch, T samples.
+
+Each batch, in this order (DAC's order, §6.7 of spec/dac.md; the official TAAE code alternates G and D batches,
+which halves what each one sees, spec/taae.md §15.12):
+  1. generator forward (train mode: FSQ dither / quantizer dropout);
+  2. discriminator step on the real batch and the detached reconstruction, clipped to ``grad_clip_d``;
+  3. generator step on reconstruction + adversarial + feature-matching (+ perceptual) terms, against the
+     just-updated discriminator, clipped to ``grad_clip_g``; then the EMA update.
+A non-finite reconstruction or discriminator loss/gradient skips the whole batch (neither network steps); a
+non-finite generator loss/gradient skips the generator step. Skipped steps leave weights and optimiser states as
+they were, ``nan_skips`` counts them, and training goes on.
+
+Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch, so
+``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torch.nn.utils import clip_grad_norm_
+
+from taae.losses import (
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from taae import __version__
+from taae.training.ema import EMA
+
+DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
+"""DAC's λ for the shared terms (spec/dac.md §6.6); model-specific terms (vq/…) come from the config."""
+
+
+class CodecModule(L.LightningModule):
+    """Train a codec model with spectral, adversarial, feature-matching and optional perceptual losses.
+
+    Args:
+        generator: any codec model with the interface of ``taae.models.base`` (TAAE, RVQGAN).
+        discriminator: a module returning ``list[list[Tensor]]`` (features, logits last), or None for a
+            purely spectral run.
+        mel_loss, stft_loss, perceptual_loss: loss modules ``loss(pred, target)``; a term with weight 0 or no
+            module is not computed (the mel and STFT distances are still logged in validation).
+        loss_weights: weight per logged term: ``mel``, ``stft``, ``waveform``, ``adv_gen``, ``adv_feat``,
+            ``perceptual`` and the model's own terms such as ``vq/commitment``. Unknown names are refused.
+        adversarial_loss: ``hinge`` (TAAE code default) or ``lsgan`` (DAC).
+        feature_matching_normalized: TAAE's normalised L1 (True) or DAC's plain sum (False).
+        waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§9.1: "decaying").
+        adversarial_warmup_steps: generator steps before the adversarial and feature-matching terms switch
+            on; the discriminator trains from the start (official "adv" warm-up mode).
+        optimizer_g, optimizer_d: optimiser factories; None = AdamW(lr 1e-4, betas (0.8, 0.99)) (DAC §7).
+        scheduler_g, scheduler_d: LR scheduler factories stepped once per batch, or None.
+        grad_clip_g, grad_clip_d: max gradient norms (DAC: 1000 and 10); None disables clipping.
+        ema_decay: EMA of the generator (β, e.g. 0.9999), or None. Validation and export use it when on.
+        init_weights_from: a checkpoint whose generator (and discriminator, when shapes match) weights
+            initialise this run; optimiser state and step counters start fresh (fine-tuning).
+        num_audio_samples: validation clips kept for audio/spectrogram logging.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module | None = None,
+        mel_loss: nn.Module | None = None,
+        stft_loss: nn.Module | None = None,
+        perceptual_loss: nn.Module | None = None,
+        loss_weights: dict[str, float] | None = None,
+        adversarial_loss: str = "hinge",
+        feature_matching_normalized: bool = True,
+        waveform_decay: float = 1.0,
+        adversarial_warmup_steps: int = 0,
+        optimizer_g: OptimizerCallable | None = None,
+        optimizer_d: OptimizerCallable | None = None,
+        scheduler_g: LRSchedulerCallable | None = None,
+        scheduler_d: LRSchedulerCallable | None = None,
+        grad_clip_g: float | None = 1000.0,
+        grad_clip_d: float | None = 10.0,
+        ema_decay: float | None = None,
+        init_weights_from: str | None = None,
+        num_audio_samples: int = 4,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "perceptual_loss"])
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.mel_loss = mel_loss if mel_loss is not None else MultiScaleMelLoss(sample_rate=generator.sample_rate)
+        self.stft_loss = stft_loss if stft_loss is not None else MultiResolutionSTFTLoss()
+        self.perceptual_loss = perceptual_loss
+        self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS if loss_weights is None else loss_weights)
+        self._check_config(adversarial_loss, waveform_decay, adversarial_warmup_steps, num_audio_samples)
+        self.adversarial_loss = adversarial_loss
+        self.feature_matching_normalized = feature_matching_normalized
+        self.waveform_decay = waveform_decay
+        self.adversarial_warmup_steps = adversarial_warmup_steps
+        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
+        self.grad_clip_g, self.grad_clip_d = grad_clip_g, grad_clip_d
+        self.ema = EMA(generator, ema_decay) if ema_decay is not None else None
+        self.num_audio_samples = num_audio_samples
+        # Buffers, so that a resumed run continues the same schedules and counts (they live in the checkpoint).
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("nan_skips", torch.zeros((), dtype=torch.long))
+        self._pending_rng: dict[str, Any] | None = None
+        if init_weights_from:
+            self.load_weights(init_weights_from)
+
+    # -- configuration -------------------------------------------------------------------------------------------
+    _SHARED_TERMS = ("mel", "stft", "waveform", "adv_gen", "adv_feat", "perceptual")
+
+    def _check_config(self, adversarial_loss, waveform_decay, warmup, num_audio_samples) -> None:
+        if adversarial_loss not in ("hinge", "lsgan"):
+            raise ValueError(f"model.adversarial_loss must be 'hinge' or 'lsgan', got {adversarial_loss!r}")
+        if not 0.0 < waveform_decay <= 1.0:
+            raise ValueError(f"model.waveform_decay must be in (0, 1], got {waveform_decay}")
+        if warmup < 0 or num_audio_samples < 0:
+            raise ValueError("model.adversarial_warmup_steps and model.num_audio_samples must be >= 0")
+        for name, weight in self.loss_weights.items():
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"model.loss_weights.{name} must be a finite number >= 0, got {weight!r}")
+            if name not in self._SHARED_TERMS and "/" not in name:
+                raise ValueError(
+                    f"model.loss_weights has unknown term {name!r}; known: {list(self._SHARED_TERMS)} "
+                    "and the model's own terms such as 'vq/commitment'"
+                )
+        if self.discriminator is None and any(self.loss_weights.get(k, 0) for k in ("adv_gen", "adv_feat")):
+            raise ValueError("model.loss_weights has adversarial terms but model.discriminator is null")
+        if self.perceptual_loss is None and self.loss_weights.get("perceptual", 0):
+            raise ValueError("model.loss_weights.perceptual > 0 needs model.perceptual_loss")
+
+    def setup(self, stage: str) -> None:
+        precision = str(self.trainer.precision) if self._trainer is not None else ""
+        if precision.startswith("16"):
+            raise ValueError(f"trainer.precision={precision!r} is not supported: use 'bf16-mixed' or '32-true'")
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        hop = self.generator.hop_length
+        for key in ("segment_length", "val_segment_length"):
+            value = getattr(datamodule, key, None)
+            if value is not None and value % hop:
+                raise ValueError(
+                    f"data.{key}={value} is not a multiple of the model's hop length {hop}; "
+                    f"use e.g. {max(hop, value // hop * hop)}"
+                )
+        rate = getattr(datamodule, "sample_rate", None)
+        if rate is not None and rate != self.generator.sample_rate:
+            raise ValueError(f"data.sample_rate={rate} differs from the model's sample_rate {self.generator.sample_rate}")
+
+    def configure_optimizers(self):
+        def adamw(params):
+            return torch.optim.AdamW(params, lr=1e-4, betas=(0.8, 0.99))
+
+        opt_g = (self.optimizer_g or adamw)(self.generator.parameters())
+        opt_d = (self.optimizer_d or adamw)(self.discriminator.parameters() if self.discriminator else [nn.Parameter(torch.zeros(()))])
+        schedulers = [s(o) for s, o in ((self.scheduler_g, opt_g), (self.scheduler_d, opt_d)) if s is not None]
+        return [opt_g, opt_d], [{"scheduler": s, "interval": "step"} for s in schedulers]
+
+    # -- training ------------------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> None:
+        self._restore_rng_once()
+        wav = self._audio(batch)  # (B, 1, T)
+        opt_g, opt_d = self.optimizers()
+        out = self.generator(wav)
+        if not torch.isfinite(out.audio).all():
+            return self._skip("reconstruction")
+        logs: dict[str, Tensor] = {}
+        adversarial_on = self.discriminator is not None and int(self.generator_steps) >= self.adversarial_warmup_steps
+
+        if self.discriminator is not None:
+            self.toggle_optimizer(opt_d)
+            loss_d = discriminator_loss(self.discriminator(wav), self.discriminator(out.audio.detach()),
+                                        kind=self.adversarial_loss)
+            self.manual_backward(loss_d)
+            norm_d = self._clip(self.discriminator.parameters(), self.grad_clip_d)
+            ok = bool(torch.isfinite(loss_d) & torch.isfinite(norm_d))
+            if ok:
+                opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+            self.untoggle_optimizer(opt_d)
+            if not ok:
+                return self._skip("discriminator")
+            logs.update({"train/disc": loss_d.detach(), "train/grad_norm_d": norm_d})
+
+        self.toggle_optimizer(opt_g)
+        terms = self._generator_terms(wav, out, adversarial_on)
+        loss_g = sum(self._weight(name) * value for name, value in terms.items() if self._weight(name))
+        self.manual_backward(loss_g)
+        norm_g = self._clip(self.generator.parameters(), self.grad_clip_g)
+        ok = bool(torch.isfinite(loss_g) & torch.isfinite(norm_g))
+        if ok:
+            opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+        self.untoggle_optimizer(opt_g)
+        if not ok:
+            return self._skip("generator")
+
+        self.generator_steps += 1
+        if self.ema is not None:
+            self.ema.update(self.generator)
+        for scheduler in self._schedulers():
+            scheduler.step()
+        logs.update({f"train/{name}": value.detach() for name, value in terms.items() if name != "mel"})
+        logs.update({"train/loss_g": loss_g.detach(), "train/grad_norm_g": norm_g,
+                     "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
+                     "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
+                     "train/steps": self.generator_steps.float(), "train/nan_skips": self.nan_skips.float()})
+        self.log_dict(logs, batch_size=wav.shape[0])
+        self.log("train/mel", terms["mel"].detach(), prog_bar=True, batch_size=wav.shape[0])
+
+    def _generator_terms(self, wav: Tensor, out, adversarial_on: bool) -> dict[str, Tensor]:
+        terms = {"mel": self.mel_loss(out.audio, wav)}
+        if self._weight("stft"):
+            terms["stft"] = self.stft_loss(out.audio, wav)
+        if self._weight("waveform"):
+            terms["waveform"] = (out.audio - wav).abs().mean()
+        if self.perceptual_loss is not None and self._weight("perceptual"):
+            terms["perceptual"] = self.perceptual_loss(out.audio, wav)
+        terms.update(out.losses)
+        if adversarial_on:
+            fake = self.discriminator(out.audio)
+            with torch.no_grad():
+                real = self.discriminator(wav)
+            terms["adv_gen"] = generator_adversarial_loss(fake, kind=self.adversarial_loss)
+            terms["adv_feat"] = feature_matching_loss(real, fake, normalize=self.feature_matching_normalized)
+        return terms
+
+    def _weight(self, name: str) -> float:
+        weight = self.loss_weights.get(name, 0.0)
+        if name == "waveform":
+            weight *= self.waveform_decay ** int(self.generator_steps)
+        return weight
+
+    def _skip(self, where: str) -> None:
+        self.nan_skips += 1
+        for opt in self.optimizers():
+            opt.zero_grad(set_to_none=True)
+        self.log("train/nan_skips", self.nan_skips.float())
+        self.print(f"non-finite {where} at batch {int(self.generator_steps)}: step skipped ({int(self.nan_skips)} so far)")
+
+    @staticmethod
+    def _clip(params, max_norm: float | None) -> Tensor:
+        return clip_grad_norm_(list(params), max_norm if max_norm is not None else float("inf"))
+
+    def _schedulers(self) -> list:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    # -- validation ----------------------------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx: int) -> dict[str, Tensor] | None:
+        wav = self._audio(batch)
+        generator = self.ema.model if self.ema is not None else self.generator
+        recon = generator(wav).audio.float()
+        metrics = {
+            "val/mel": self.mel_loss(recon, wav),
+            "val/stft": self.stft_loss(recon, wav),
+            "val/waveform": (recon - wav).abs().mean(),
+            "val/si_sdr": _si_sdr(recon, wav).mean(),
+        }
+        self.log("val/mel", metrics.pop("val/mel"), prog_bar=True, batch_size=wav.shape[0], sync_dist=True)
+        self.log_dict(metrics, batch_size=wav.shape[0], sync_dist=True)
+        if batch_idx == 0 and self.num_audio_samples:
+            n = self.num_audio_samples
+            return {"reference": wav[:n].detach().cpu(), "reconstruction": recon[:n].detach().cpu()}
+        return None
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The generator's own description, so `Codec.load` rebuilds it without the YAML or Lightning's hparams.
+        checkpoint["taae"] = {"generator": generator_spec(self.generator), "version": __version__}
+        # Global RNG drives the FSQ dither and quantizer dropout; without it a resumed run diverges at once.
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get("rng_state")
+
+    def _restore_rng_once(self) -> None:
+        # Restored at the first batch, after the sanity check and anything else that draws random numbers.
+        if self._pending_rng is not None:
+            torch.set_rng_state(self._pending_rng["torch"])
+            if "cuda" in self._pending_rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._pending_rng["cuda"])
+            self._pending_rng = None
+
+    def load_weights(self, path: str) -> None:
+        """Initialise generator (and matching discriminator) weights from a checkpoint, reporting mismatches."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = state.get("state_dict", state)
+        loaded = 0
+        for prefix, module in (("generator.", self.generator), ("discriminator.", self.discriminator)):
+            if module is None:
+                continue
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not sub:
+                if prefix == "generator.":
+                    raise ValueError(f"model.init_weights_from={path!r} holds no generator weights")
+                continue
+            result = module.load_state_dict(sub, strict=prefix == "generator.")
+            loaded += len(sub)
+            if result.missing_keys or result.unexpected_keys:
+                self.print(f"{prefix[:-1]} weights from {path}: missing {result.missing_keys}, "
+                           f"unexpected {result.unexpected_keys}")
+        if self.ema is not None:
+            self.ema.model.load_state_dict(self.generator.state_dict())
+
+    @staticmethod
+    def _audio(batch) -> Tensor:
+        wav = batch["audio"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (list, tuple)) else batch
+        if wav.dim() == 2:
+            wav = wav.unsqueeze(1)
+        return wav
+
+
+def generator_spec(generator: nn.Module) -> dict[str, Any]:
+    """``{class_path, init_args: {config: {...}}}`` for a model whose constructor takes its config dataclass."""
+    cls = type(generator)
+    config = getattr(generator, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        raise TypeError(f"{cls.__name__} has no dataclass `config`; it cannot be rebuilt from a checkpoint")
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {"config": values}}
+
+
+def _si_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:
+    """Scale-invariant SDR in dB per item, (B, 1, T) → (B,)."""
+    estimate, reference = estimate.flatten(1).double(), reference.flatten(1).double()
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    reference = reference - reference.mean(-1, keepdim=True)
+    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
+    target = scale * reference
+    noise = estimate - target
+    return (10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))).float()

@@ -1,0 +1,44 @@
+"""Shared fixtures: deterministic seeds, small thread counts, GPU skipping and synthetic speech-like audio."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def synth_speech(seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) -> torch.Tensor:
+    """A voiced, speech-like test signal (1, T): a gliding harmonic source with a syllabic envelope and noise."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * sample_rate)
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    f0 = 120 + 30 * torch.sin(2 * math.pi * 0.7 * t)
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / sample_rate
+    voiced = sum(torch.sin(k * phase) / k for k in range(1, 20))
+    envelope = 0.5 * (1 - torch.cos(2 * math.pi * 3.0 * t)).clamp(min=0)
+    noise = 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
+    wav = 0.3 * envelope * voiced / 3 + noise
+    return wav.float().unsqueeze(0)
+
+
+@pytest.fixture
+def speech():
+    return synth_speech

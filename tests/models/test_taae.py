@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from taae.models import from_config
+from taae.models.taae import TAAE, TAAEConfig, patch, unpatch
+
+
+def tiny(**kwargs) -> TAAE:
+    values = dict(stem_width=128, widths=(128, 128), strides=(1, 2), depths=(1, 1), layer_scale_init=1.0,
+                  attention_backend="sdpa")
+    values.update(kwargs)
+    return TAAE(TAAEConfig(**values))
+
+
+def test_patching_round_trip_is_exact():
+    wav = torch.randn(3, 1, 320 * 7)
+    patches = patch(wav, 320)
+    assert patches.shape == (3, 320, 7)
+    # channel k holds the k-th sample of every patch
+    assert torch.equal(patches[1, 5, 2], wav[1, 0, 2 * 320 + 5])
+    assert torch.equal(unpatch(patches), wav)
+
+
+def test_default_config_is_the_paper_reading():
+    c = TAAEConfig()
+    assert (c.patch_size, c.hop_length, c.latent_dim, c.fsq_levels, c.window, c.head_dim) == (320, 640, 6, 17, (63, 64), 128)
+    assert c.norm_eps == 1e-2 and c.layer_scale_init == 1e-5 and c.dither_prob == 0.5
+    assert TAAE(TAAEConfig(stem_width=128, widths=(128, 128), depths=(0, 0))).frame_rate == 25.0
+
+
+@pytest.mark.parametrize("length", [1, 2, 319, 640, 641, 1999, 16000, 50000])
+def test_output_length_equals_input_length(length):
+    torch.manual_seed(length)
+    model = tiny().eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 1, length) * 0.1)
+    assert out.audio.shape == (1, 1, length)
+    assert out.codes.shape == (1, 6, -(-length // 640))
+
+
+@pytest.mark.parametrize("amplitude", [0.0, 1e-6])
+def test_silence_and_tiny_inputs_give_finite_outputs_and_gradients(amplitude):
+    model = tiny().train()
+    wav = (torch.randn(2, 1, 3200) * amplitude).requires_grad_(True)
+    out = model(wav)
+    assert torch.isfinite(out.audio).all()
+    out.audio.square().mean().backward()
+    assert torch.isfinite(wav.grad).all()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_gradients_reach_the_encoder_through_the_quantizer():
+    model = tiny(dither_prob=0.5).train()
+    out = model(torch.randn(4, 1, 6400) * 0.1)
+    (out.audio - 0.1).square().mean().backward()
+    assert model.encoder.stem.parametrizations.weight.original1.grad.abs().sum() > 0
+
+
+def test_tokens_are_int64_and_decode_to_the_eval_path():
+    model = tiny().eval()
+    wav = torch.randn(2, 1, 6400) * 0.1
+    tokens = model.encode(wav)
+    assert tokens.dtype == torch.int64 and tokens.shape == (2, 1, 10)
+    indices = model.quantizer.codes_to_indices(model.quantizer(model.encoder(patch(wav, 320))))
+    assert indices.dtype == torch.int64 and indices.shape == (2, 10)
+    assert torch.equal(indices, tokens[:, 0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(tokens), model(wav).audio, atol=1e-5, rtol=1e-5)
+
+
+def test_encode_uses_eval_quantisation_in_train_mode():
+    model = tiny().train()
+    wav = torch.randn(2, 1, 6400) * 0.1
+    assert torch.equal(model.encode(wav), model.encode(wav))
+
+
+def test_presets_decode_identically_at_700_and_1000_bps():
+    model = tiny().eval()
+    wav = torch.randn(1, 1, 12800) * 0.3
+    specs = model.presets()
+    assert [specs[p].bitrate for p in ("400bps", "700bps", "1000bps")] == [400, 700, 1000]
+    native = model.decode(model.encode(wav))
+    for preset in ("700bps", "1000bps", "2x15625_700bps"):
+        assert torch.equal(model.decode(model.encode(wav, preset), preset), native)
+
+
+def test_custom_and_unknown_presets():
+    model = tiny()
+    spec = model.add_preset("9x3", [(9, 1.0), (3, 0.125)])
+    assert spec.tokens_per_frame == 2
+    wav = torch.randn(1, 1, 6400) * 0.3
+    assert torch.equal(model.decode(model.encode(wav, "9x3"), "9x3"), model.decode(model.encode(wav)))
+    with pytest.raises(ValueError, match="unknown preset"):
+        model.encode(wav, "123bps")
+    with pytest.raises(ValueError, match="out of range"):
+        model.decode(torch.full((1, 2, 10), 15625), "700bps")
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ValueError, match="widths"):
+        TAAEConfig(widths=(100,), strides=(2,), depths=(1,))
+    with pytest.raises(ValueError, match="one entry per stage"):
+        TAAEConfig(widths=(128, 128), strides=(2,), depths=(1, 1))
+    with pytest.raises(ValueError, match="dither_prob"):
+        TAAEConfig(dither_prob=1.5)
+    with pytest.raises(ValueError, match="unknown TAAEConfig keys"):
+        TAAE({"widthz": [128]})
+    with pytest.raises(ValueError, match="shape"):
+        tiny()(torch.zeros(1, 2, 640))
+
+
+def test_from_config_builds_the_yaml_model(tmp_path):
+    model = from_config("configs/taae/tiny.yaml")
+    assert isinstance(model, TAAE)
+    assert 1_000_000 < model.num_parameters() < 5_000_000
+    assert model.config.patch_size == 320 and model.config.window == (63, 64) and model.config.head_dim == 128
+    with pytest.raises(FileNotFoundError):
+        from_config(tmp_path / "missing.yaml")
