@@ -53,7 +53,7 @@ class AudioSamples(L.Callback):
     def _mel_image(self, wav: Tensor, sample_rate: int) -> Tensor:
         """(1, n_mels, frames) in [0, 1], low frequencies at the bottom, 80 dB range."""
         mel = mel_spectrogram(wav.reshape(1, 1, -1), sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
-                              n_mels=self.n_mels)[0]
+                              n_mels=self.n_mels, log=False)[0]
         db = 20 * torch.log10(mel.clamp(min=1e-5))
         db = (db - db.max() + 80).clamp(min=0) / 80
         return db.flip(0).unsqueeze(0)

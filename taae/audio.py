@@ -1,0 +1,217 @@
+"""Audio I/O and the one pre-processing path every waveform takes: mono, resample, loudness (spec §8, §15.6).
+
+Shape legend: C channels, T samples.
+
+Files are read and written with ``soundfile``; resampling and BS.1770 loudness come from ``torchaudio.functional``.
+The official code pre-processes file input only and takes tensors as already 16 kHz and normalised; here
+:func:`preprocess` serves both, and bad input raises an error that names the file (or tensor) and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch import Tensor
+
+BS1770_BLOCK_SECONDS = 0.4
+"""BS.1770 gating block: shorter clips are tiled up to one block before measuring (see :func:`loudness`)."""
+BS1770_MAX_CHANNELS = 5
+"""Channel weights exist for L, R, C, Ls, Rs only."""
+MAX_CHANNELS = 64
+"""More channels than this almost surely means a transposed (T, C) array."""
+
+
+class AudioError(ValueError):
+    """A file or waveform that cannot be used as audio; the message names the source and the problem."""
+
+
+def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
+    """Read an audio file.
+
+    Args:
+        path: any format libsndfile reads (wav, flac, ogg, ...).
+
+    Returns:
+        ``(wav, sample_rate)`` with ``wav`` a float32 tensor (C, T) in [-1, 1] for PCM files.
+
+    Raises:
+        FileNotFoundError: no such file.
+        AudioError: the file is empty (0 frames), corrupt, truncated or not audio.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise AudioError(f"cannot read audio file {path}: it is a directory")
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(f"cannot read audio file {path}: {e}") from e
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file {path} is empty (0 frames)")
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
+
+
+def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write a waveform; the format follows the extension, parent folders are created.
+
+    Args:
+        path: output file (``.wav``, ``.flac``, ...).
+        wav: (C, T) or (T,) float waveform in [-1, 1].
+        sample_rate: in Hz.
+        subtype: libsndfile subtype (``PCM_16``, ``PCM_24``, ``FLOAT``, ...).
+    """
+    wav = _as_2d(wav, f"waveform for {path}")
+    _check_rate(sample_rate, "sample_rate")
+    if not torch.isfinite(wav).all():
+        raise AudioError(f"refusing to write {path}: the waveform has NaN or inf samples")
+    data = wav.detach().to("cpu", torch.float32)
+    peak = data.abs().max().item() if data.numel() else 0.0
+    if peak > 1.0 and not subtype.upper().startswith(("FLOAT", "DOUBLE")):
+        # libsndfile wraps out-of-range floats around when converting to integers, so clip explicitly.
+        warnings.warn(f"{path}: peak {peak:.3f} > 1, samples clipped to [-1, 1] for {subtype}", stacklevel=2)
+        data = data.clamp(-1.0, 1.0)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data.numpy().T, int(sample_rate), subtype=subtype)
+
+
+def to_mono(wav: Tensor) -> Tensor:
+    """Average the channels: (C, T) or (T,) -> (1, T)."""
+    wav = _as_2d(wav, "waveform")
+    return wav.mean(dim=0, keepdim=True) if wav.shape[0] > 1 else wav
+
+
+def resample(wav: Tensor, orig_sr: int, new_sr: int) -> Tensor:
+    """Band-limited resampling along the last axis (sinc interpolation); a no-op when the rates match."""
+    _check_rate(orig_sr, "orig_sr")
+    _check_rate(new_sr, "new_sr")
+    if orig_sr == new_sr:
+        return wav
+    return AF.resample(wav, int(orig_sr), int(new_sr))
+
+
+def loudness(wav: Tensor, sample_rate: int) -> float:
+    """Integrated loudness in LUFS (ITU-R BS.1770, gated).
+
+    Clips shorter than one 0.4 s gating block are tiled (repeated end to end) up to one block, so the measure
+    still reflects the clip's own K-weighted power instead of crashing or being diluted by zero padding.
+
+    Args:
+        wav: (C, T) or (T,) waveform, at most 5 channels.
+        sample_rate: in Hz.
+
+    Returns:
+        The loudness; ``-inf`` for silence or a clip whose blocks all fall under the -70 LUFS absolute gate,
+        never NaN.
+    """
+    wav = _as_2d(wav, "waveform").to(torch.float32)
+    _check_rate(sample_rate, "sample_rate")
+    if wav.shape[0] > BS1770_MAX_CHANNELS:
+        raise ValueError(f"BS.1770 loudness supports up to {BS1770_MAX_CHANNELS} channels, got {wav.shape[0]}")
+    if wav.shape[-1] == 0 or not bool(wav.abs().max() > 0):
+        return -math.inf
+    block = int(round(BS1770_BLOCK_SECONDS * sample_rate))
+    if wav.shape[-1] < block:
+        wav = wav.repeat(1, math.ceil(block / wav.shape[-1]))[:, :block]
+    value = float(AF.loudness(wav, int(sample_rate)))
+    return value if math.isfinite(value) else -math.inf  # NaN means every block was gated out
+
+
+def normalize_loudness(
+    wav: Tensor, sample_rate: int, target_lufs: float, peak: float = 0.95, silence_power: float = 1e-6
+) -> Tensor:
+    """Scale a clip to a target loudness (the official VolumeNorm, spec §8).
+
+    Args:
+        wav: (C, T) or (T,) waveform.
+        sample_rate: in Hz.
+        target_lufs: target integrated loudness.
+        peak: if the scaled clip reaches |x| >= 1, it is rescaled to this peak instead.
+        silence_power: clips whose mean power is below this are returned unchanged (no gain from noise).
+
+    Returns:
+        The scaled waveform, same shape; always finite for finite input.
+    """
+    if not 0 < peak <= 1:
+        raise ValueError(f"peak must be in (0, 1], got {peak}")
+    if wav.numel() == 0 or wav.float().square().mean().item() < silence_power:
+        return wav
+    measured = loudness(wav, sample_rate)
+    if not math.isfinite(measured):
+        return wav
+    out = wav * 10.0 ** ((target_lufs - measured) / 20.0)
+    top = out.abs().max()
+    if top >= 1.0:
+        out = out * (peak / top)
+    return out
+
+
+def preprocess(
+    wav: Tensor,
+    sample_rate: int,
+    target_sample_rate: int,
+    target_lufs: float | None = -20.0,
+    source: str | None = None,
+) -> Tensor:
+    """The single pre-processing path for files and tensors: mono, resample, loudness.
+
+    Args:
+        wav: (C, T) or (T,) float waveform.
+        sample_rate: rate of ``wav`` in Hz.
+        target_sample_rate: output rate in Hz.
+        target_lufs: loudness target (see :func:`normalize_loudness`); ``None`` keeps the level.
+        source: name of the input used in error messages (a file path); defaults to "tensor input".
+
+    Returns:
+        (1, T') float32 waveform at ``target_sample_rate``.
+
+    Raises:
+        ValueError: bad shape, dtype or rates.
+        AudioError: empty input or non-finite samples.
+    """
+    name = source or "tensor input"
+    if not isinstance(wav, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(wav).__name__}")
+    if not wav.is_floating_point():
+        raise ValueError(f"{name}: expected a float waveform in [-1, 1], got dtype {wav.dtype}")
+    wav = _as_2d(wav, name)
+    _check_rate(sample_rate, "sample_rate")
+    _check_rate(target_sample_rate, "target_sample_rate")
+    if wav.shape[-1] == 0:
+        raise AudioError(f"{name}: empty waveform (0 samples)")
+    if not torch.isfinite(wav).all():
+        raise AudioError(f"{name}: waveform has NaN or inf samples")
+    wav = resample(to_mono(wav.to(torch.float32)), sample_rate, target_sample_rate)
+    if target_lufs is not None:
+        wav = normalize_loudness(wav, target_sample_rate, target_lufs)
+    return wav
+
+
+def load_and_preprocess(path: str | os.PathLike, target_sample_rate: int, target_lufs: float | None = -20.0) -> Tensor:
+    """:func:`load_audio` then :func:`preprocess`: a (1, T') float32 waveform at ``target_sample_rate``."""
+    wav, sample_rate = load_audio(path)
+    return preprocess(wav, sample_rate, target_sample_rate, target_lufs, source=str(path))
+
+
+def _as_2d(wav: Tensor, name: str) -> Tensor:
+    if wav.dim() == 1:
+        return wav.unsqueeze(0)
+    if wav.dim() != 2:
+        raise ValueError(f"{name}: expected a waveform of shape (C, T) or (T,), got {tuple(wav.shape)}")
+    if wav.shape[0] > MAX_CHANNELS:
+        raise ValueError(
+            f"{name}: shape {tuple(wav.shape)} has {wav.shape[0]} channels; expected (C, T), was (T, C) passed?"
+        )
+    return wav
+
+
+def _check_rate(rate: int, name: str) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise ValueError(f"{name} must be a positive integer in Hz, got {rate!r}")

@@ -1,0 +1,357 @@
+"""Objective metrics for codec evaluation (spec §10): SI-SDR, mel and STFT distances, PESQ, STOI, DNSMOS,
+token entropy and bitrate, and real-time factor.
+
+Shape legend: T samples, N items, K tokens per frame (stages or codebooks), S frames.
+
+SI-SDR, mel and STFT distances are torch code. PESQ (``pesq``), STOI (``pystoi``) and DNSMOS (``speechmos``)
+are optional packages, imported lazily: a missing package turns its column off with a note, and a call that
+fails on one file (PESQ finds no utterance in silence, a too-short buffer, ...) gives NaN plus an error
+message rather than an exception, so one bad file never stops a whole evaluation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from taae.models.base import TokenSpec
+
+METRICS = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi", "mos")
+"""Every per-file metric key, in report column order."""
+
+HIGHER_IS_BETTER = {"si_sdr": True, "mel": False, "stft": False, "pesq_wb": True, "pesq_nb": True, "stoi": True,
+                    "mos": True}
+
+PESQ_WB_RATE = 16000
+PESQ_NB_RATE = 8000  # ITU-T P.862 narrow-band is defined on telephone-band 8 kHz audio
+DNSMOS_RATE = 16000
+SI_SDR_EPS = 1e-8
+"""Energy floor (ours) so that a perfect reconstruction or a silent reference gives a finite SI-SDR."""
+
+
+# ------------------------------------------------------------------------------------------------------------
+# availability of optional packages
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def optional_metrics_status(mos: bool = True) -> tuple[list[str], list[str]]:
+    """Which metrics can run here, and a note for each one that cannot.
+
+    Returns:
+        (available metric keys in ``METRICS`` order, notes naming each missing package and how to install it)
+    """
+    available, notes = ["si_sdr", "mel", "stft"], []
+    if _has("pesq"):
+        available += ["pesq_wb", "pesq_nb"]
+    else:
+        notes.append("PESQ skipped: the `pesq` package is not installed (pip install 'taae[eval]')")
+    if _has("pystoi"):
+        available.append("stoi")
+    else:
+        notes.append("STOI skipped: the `pystoi` package is not installed (pip install 'taae[eval]')")
+    if not mos:
+        notes.append("MOS skipped: turned off (--no-mos)")
+    elif all(_has(m) for m in ("speechmos", "onnxruntime", "librosa")):
+        available.append("mos")
+    else:
+        notes.append("MOS skipped: DNSMOS needs `speechmos`, `onnxruntime` and `librosa` (pip install 'taae[mos]')")
+    return [m for m in METRICS if m in available], notes
+
+
+# ------------------------------------------------------------------------------------------------------------
+# signal metrics
+
+
+def si_sdr(estimate: Tensor, reference: Tensor, zero_mean: bool = True, eps: float = SI_SDR_EPS) -> Tensor:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019), computed in float64.
+
+    The reference is scaled by the least-squares projection ``alpha = <est, ref> / <ref, ref>``, so a gain change
+    of the estimate does not change the score. Same formula as torchmetrics' ``scale_invariant_signal_distortion_
+    ratio``, with ``eps`` added to numerator and denominator.
+
+    Args:
+        estimate: (..., T) decoded signal.
+        reference: (..., T) clean signal, same shape.
+        zero_mean: remove each signal's mean first (the usual definition).
+        eps: energy floor; a perfect reconstruction scores ``10 log10(E_ref / eps)`` rather than inf.
+
+    Returns:
+        (...) float64 SI-SDR in dB.
+    """
+    if estimate.shape != reference.shape:
+        raise ValueError(f"si_sdr needs equal shapes, got estimate {tuple(estimate.shape)} "
+                         f"and reference {tuple(reference.shape)}")
+    est, ref = estimate.double(), reference.double()
+    if zero_mean:
+        est = est - est.mean(-1, keepdim=True)
+        ref = ref - ref.mean(-1, keepdim=True)
+    alpha = ((est * ref).sum(-1, keepdim=True) + eps) / ((ref * ref).sum(-1, keepdim=True) + eps)
+    target = alpha * ref
+    noise = target - est
+    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+_SPECTRAL_LOSSES: dict[tuple[str, int], torch.nn.Module] = {}
+
+
+def _spectral_loss(kind: str, sample_rate: int) -> torch.nn.Module:
+    # One instance per process and rate: the mel filterbanks and windows are built once.
+    key = (kind, sample_rate)
+    if key not in _SPECTRAL_LOSSES:
+        from taae.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss
+
+        _SPECTRAL_LOSSES[key] = (MultiScaleMelLoss(sample_rate=sample_rate) if kind == "mel"
+                                 else MultiResolutionSTFTLoss())
+    return _SPECTRAL_LOSSES[key]
+
+
+@torch.no_grad()
+def mel_distance(estimate: Tensor, reference: Tensor, sample_rate: int) -> float:
+    """DAC's multi-scale mel distance (``taae.losses.spectral.MultiScaleMelLoss``, 7 scales, summed L1 terms).
+
+    Args:
+        estimate, reference: (1, T) or (T,) signals at ``sample_rate``.
+    """
+    loss = _spectral_loss("mel", sample_rate)
+    return float(loss(estimate.float().reshape(1, 1, -1), reference.float().reshape(1, 1, -1)))
+
+
+@torch.no_grad()
+def stft_distance(estimate: Tensor, reference: Tensor, sample_rate: int) -> float:
+    """Multi-resolution STFT distance (``taae.losses.spectral.MultiResolutionSTFTLoss``)."""
+    loss = _spectral_loss("stft", sample_rate)
+    return float(loss(estimate.float().reshape(1, 1, -1), reference.float().reshape(1, 1, -1)))
+
+
+def _resample(wav: Tensor, sample_rate: int, target: int) -> Tensor:
+    if sample_rate == target:
+        return wav
+    import torchaudio.functional as AF
+
+    return AF.resample(wav.double(), sample_rate, target)
+
+
+def pesq_score(estimate: Tensor, reference: Tensor, sample_rate: int, mode: str = "wb") -> float:
+    """PESQ (ITU-T P.862.2 wide-band at 16 kHz, or P.862 narrow-band at 8 kHz) via the ``pesq`` package.
+
+    Both signals are resampled to the mode's rate first (16 kHz for ``wb``, 8 kHz for ``nb``).
+
+    Raises:
+        ValueError: for an unknown mode. The package's own errors (``pesq.PesqError``: no utterances found,
+        buffer too short) propagate; ``compute_metrics`` turns them into NaN plus a counted failure.
+    """
+    if mode not in ("wb", "nb"):
+        raise ValueError(f"PESQ mode must be 'wb' or 'nb', got {mode!r}")
+    import pesq
+
+    # pesq divides by each signal's peak; catching silence here gives a clear message instead of numpy warnings.
+    for label, x in (("reference", reference), ("estimate", estimate)):
+        if not bool(x.abs().max() > 0):
+            raise ValueError(f"PESQ is undefined for a silent {label}")
+    rate = PESQ_WB_RATE if mode == "wb" else PESQ_NB_RATE
+    ref = _resample(reference.reshape(-1), sample_rate, rate).double().numpy()
+    est = _resample(estimate.reshape(-1), sample_rate, rate).double().numpy()
+    return float(pesq.pesq(rate, ref, est, mode))
+
+
+def stoi_score(estimate: Tensor, reference: Tensor, sample_rate: int, extended: bool = False) -> float:
+    """Short-time objective intelligibility via ``pystoi`` (it resamples to 10 kHz internally)."""
+    from pystoi import stoi
+
+    return float(stoi(reference.reshape(-1).double().numpy(), estimate.reshape(-1).double().numpy(), sample_rate,
+                      extended=extended))
+
+
+def dnsmos_score(estimate: Tensor, sample_rate: int) -> float:
+    """DNSMOS P.835 overall quality (non-intrusive: the reference is not used) via ``speechmos``.
+
+    ``speechmos`` ships its ONNX models inside the wheel, so it runs offline. It refuses values outside
+    [-1, 1]; loudness-normalised speech can peak slightly above, so the signal is clipped for this metric only.
+    """
+    from speechmos import dnsmos
+
+    wav = _resample(estimate.reshape(-1), sample_rate, DNSMOS_RATE).clamp(-1.0, 1.0).float().numpy()
+    return float(dnsmos.run(wav, DNSMOS_RATE)["ovrl_mos"])
+
+
+@dataclass
+class FileMetrics:
+    """Metrics of one (reference, decoded) pair; a failed metric is NaN with its message in ``errors``."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def compute_metrics(estimate: Tensor, reference: Tensor, sample_rate: int,
+                    metrics: Sequence[str] = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi")) -> FileMetrics:
+    """Every requested metric for one pair, never raising for a metric's own failure.
+
+    Args:
+        estimate, reference: (1, T) signals of exactly the same length at ``sample_rate``.
+        metrics: keys from ``METRICS``.
+
+    Raises:
+        ValueError: for unknown metric names or different lengths (a length mismatch is a bug upstream,
+        never trimmed silently here).
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}, allowed: {list(METRICS)}")
+    if estimate.shape[-1] != reference.shape[-1]:
+        raise ValueError(f"estimate has {estimate.shape[-1]} samples but the reference has {reference.shape[-1]}")
+    calls = {
+        "si_sdr": lambda: float(si_sdr(estimate.reshape(-1), reference.reshape(-1))),
+        "mel": lambda: mel_distance(estimate, reference, sample_rate),
+        "stft": lambda: stft_distance(estimate, reference, sample_rate),
+        "pesq_wb": lambda: pesq_score(estimate, reference, sample_rate, "wb"),
+        "pesq_nb": lambda: pesq_score(estimate, reference, sample_rate, "nb"),
+        "stoi": lambda: stoi_score(estimate, reference, sample_rate),
+        "mos": lambda: dnsmos_score(estimate, sample_rate),
+    }
+    out = FileMetrics()
+    for name in metrics:
+        try:
+            out.values[name] = calls[name]()
+        except Exception as err:  # noqa: BLE001 - a metric failing on one file is data, not a crash
+            out.values[name] = math.nan
+            out.errors[name] = f"{type(err).__name__}: {err}"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# token statistics
+
+
+@dataclass
+class EntropyStats:
+    """Codebook usage and entropy of a preset's tokens (DAC's ``compute_entropy.py``, per stage).
+
+    The plug-in entropy (histogram frequencies as probabilities) is biased low when the number of frames is not
+    much larger than the vocabulary: it can never exceed ``log2(num_frames)``. ``undersampled`` flags those
+    stages; ``miller_madow_bits`` adds the first-order bias correction ``(m - 1) / (2 n ln 2)``.
+    """
+
+    preset: str
+    frame_rate: float
+    num_frames: int
+    vocab_sizes: list[int]
+    usage: list[float]
+    """Fraction of each stage's vocabulary that occurs at least once."""
+    entropy_bits: list[float]
+    """Plug-in entropy of each stage's token histogram, bits per token."""
+    miller_madow_bits: list[float]
+    undersampled: list[bool]
+    """True where ``num_frames < 10 * vocab``: the plug-in estimate is then noticeably low."""
+    entropy_bits_per_frame: float
+    entropy_bitrate: float
+    """frame_rate × Σ_k H_k, bits per second."""
+    nominal_bitrate: float
+    """The ⌈log2⌉ convention of the paper (§6.3)."""
+    exact_bitrate: float
+    """frame_rate × Σ_k log2 |V_k|: the most an entropy coder could need."""
+    tokens_per_frame: int
+    tokens_per_second: float
+
+
+_BINCOUNT_MAX_VOCAB = 1 << 20
+"""Above this vocabulary size a dense histogram costs more memory than counting the distinct tokens."""
+
+
+def _stage_counts(values: Tensor, vocab: int) -> Tensor:
+    """Counts of the tokens that occur (zeros dropped), int64."""
+    if vocab <= _BINCOUNT_MAX_VOCAB:
+        counts = torch.bincount(values, minlength=vocab)
+        return counts[counts > 0]
+    # 17^6 ≈ 24 M native vocabulary: a dense int64 histogram would be ~190 MiB per stage.
+    return torch.unique(values, return_counts=True)[1]
+
+
+def entropy_bitrate(tokens: Tensor | Iterable[Tensor], spec: TokenSpec) -> EntropyStats:
+    """Entropy-based bitrate of a preset's tokens pooled over all items and frames.
+
+    Args:
+        tokens: (N, K, S) int64, or an iterable of (K, S) / (1, K, S) tensors of varying S (one per file).
+        spec: the preset's ``TokenSpec`` (vocabulary per stage, frame rate).
+
+    Returns:
+        ``EntropyStats``. Raises ``ValueError`` for tokens outside the vocabulary or of the wrong shape.
+    """
+    items = [tokens] if isinstance(tokens, Tensor) else list(tokens)
+    flat = []
+    for t in items:
+        t = t.reshape(-1, *t.shape[-2:]) if t.dim() >= 2 else t
+        if t.dim() != 3:
+            raise ValueError(f"tokens must be (N, K, S) or (K, S), got shape {tuple(t.shape)}")
+        spec.check_tokens(t.long())
+        flat.append(t.long().transpose(0, 1).reshape(spec.tokens_per_frame, -1))  # (K, N*S)
+    if not flat:
+        raise ValueError(f"no tokens given for preset {spec.name!r}")
+    stream = torch.cat(flat, dim=1)  # (K, total frames)
+    n = stream.shape[1]
+    usage, entropy, mm, under = [], [], [], []
+    for k, vocab in enumerate(spec.vocab_sizes):
+        counts = _stage_counts(stream[k], vocab)
+        p = counts.double() / max(n, 1)
+        h = float(-(p * torch.log2(p)).sum()) if n else 0.0
+        usage.append(counts.numel() / vocab)
+        entropy.append(h)
+        mm.append(h + (counts.numel() - 1) / (2 * max(n, 1) * math.log(2)))
+        under.append(n < 10 * vocab)
+    bits = sum(entropy)
+    return EntropyStats(
+        preset=spec.name, frame_rate=spec.frame_rate, num_frames=n, vocab_sizes=list(spec.vocab_sizes),
+        usage=usage, entropy_bits=entropy, miller_madow_bits=mm, undersampled=under,
+        entropy_bits_per_frame=bits, entropy_bitrate=bits * spec.frame_rate, nominal_bitrate=spec.bitrate,
+        exact_bitrate=spec.exact_bitrate, tokens_per_frame=spec.tokens_per_frame,
+        tokens_per_second=spec.tokens_per_frame * spec.frame_rate,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# timing
+
+
+class Stopwatch:
+    """Accumulates wall-clock seconds of a block; synchronises CUDA so that queued kernels are counted.
+
+    Example::
+
+        enc = Stopwatch(device)
+        with enc:
+            tokens = codec.encode(...)
+        rtf = real_time_factor(enc.seconds, audio_seconds)
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.cuda = torch.device(device).type == "cuda"
+        self.seconds = 0.0
+        self.calls = 0
+        self._start = 0.0
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def __enter__(self) -> Stopwatch:
+        self._sync()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sync()
+        self.seconds += time.perf_counter() - self._start
+        self.calls += 1
+
+
+def real_time_factor(compute_seconds: float, audio_seconds: float) -> float:
+    """Seconds of compute per second of audio (< 1 is faster than real time); NaN without audio."""
+    return compute_seconds / audio_seconds if audio_seconds > 0 else math.nan

@@ -1,0 +1,228 @@
+"""Aggregation and output of an evaluation: ``report.json``, ``report.md`` (a paper-ready table), ``per_file.csv``.
+
+Every mean is NaN-aware: a metric that failed on a file (NaN) is left out of that metric's mean and counted under
+``failures``; ``count`` is the number of files that entered the mean. ``std`` is the sample standard deviation
+(ddof = 1), None for fewer than two values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from taae.eval.metrics import HIGHER_IS_BETTER, METRICS, EntropyStats
+
+COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
+                 "stoi": "STOI", "mos": "MOS"}
+
+PAPER_ROW = {"name": "TAAE 2×15625 (paper)", "bitrate": 700.0, "si_sdr": 4.73, "mel": 0.86, "stft": 1.26,
+             "pesq_wb": 3.09, "stoi": 0.92, "mos": 3.36}
+"""spec §11.1, LibriSpeech test-clean. PESQ mode not stated (placed under WB); MOS is MOSNet, not DNSMOS; the
+paper's mel/STFT distances come from auraloss settings, not ours."""
+
+
+@dataclass
+class FileResult:
+    """One file through one system."""
+
+    file: str
+    system: str
+    duration: float
+    """Seconds of (preprocessed) reference audio."""
+    values: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    """Metric name (or ``"system"`` when the system itself failed) → error message."""
+    length_change: int = 0
+    encode_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class MetricSummary:
+    mean: float | None
+    std: float | None
+    count: int
+    failures: int
+
+
+def summarize(values: list[float]) -> MetricSummary:
+    """NaN-aware mean, sample std (ddof = 1), count of finite values and count of NaNs."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(finite)
+    mean = sum(finite) / n if n else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else None
+    return MetricSummary(mean=mean, std=std, count=n, failures=len(values) - n)
+
+
+@dataclass
+class SystemSummary:
+    """Aggregated results of one system or preset."""
+
+    name: str
+    kind: str
+    """``codec`` for a taae preset, ``reference`` otherwise."""
+    bitrate: float | None
+    """Nominal bits per second (⌈log2⌉ convention for codec presets)."""
+    metrics: dict[str, MetricSummary]
+    num_files: int
+    failed_files: int
+    """Files on which the system itself failed (no audio to score)."""
+    preset: str | None = None
+    exact_bitrate: float | None = None
+    tokens_per_second: float | None = None
+    entropy: EntropyStats | None = None
+    encode_rtf: float | None = None
+    decode_rtf: float | None = None
+    rtf: float | None = None
+    """Whole round trip, seconds of compute per second of audio."""
+    max_abs_length_change: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    """Failure counts per metric (and ``system``)."""
+
+
+def summarize_system(name: str, results: list[FileResult], kind: str = "reference", bitrate: float | None = None,
+                     metrics: list[str] | None = None, **extra) -> SystemSummary:
+    """Aggregate one system's per-file results. ``extra`` fills ``preset``, ``exact_bitrate``, ``entropy``."""
+    metrics = list(metrics if metrics is not None else METRICS)
+    rows = [r for r in results if r.system == name]
+    audio = sum(r.duration for r in rows if "system" not in r.errors)
+
+    def rtf(attr: str) -> float | None:
+        total = sum(getattr(r, attr) for r in rows if "system" not in r.errors)
+        return total / audio if audio > 0 and total > 0 else None
+
+    errors: dict[str, int] = {}
+    for r in rows:
+        for key in r.errors:
+            errors[key] = errors.get(key, 0) + 1
+    return SystemSummary(
+        name=name, kind=kind, bitrate=bitrate, num_files=len(rows),
+        metrics={m: summarize([r.values.get(m, math.nan) for r in rows]) for m in metrics},
+        failed_files=errors.get("system", 0), encode_rtf=rtf("encode_seconds"), decode_rtf=rtf("decode_seconds"),
+        rtf=rtf("seconds"), max_abs_length_change=max((abs(r.length_change) for r in rows), default=0),
+        errors=errors, **extra,
+    )
+
+
+@dataclass
+class EvalReport:
+    settings: dict
+    systems: list[SystemSummary]
+    metrics: list[str]
+    """Metric columns that were computed."""
+    notes: list[str] = field(default_factory=list)
+
+    def sorted_systems(self) -> list[SystemSummary]:
+        """Rows by nominal bitrate, lowest first; systems without a bitrate (identity, noise) last."""
+        return sorted(self.systems, key=lambda s: (s.bitrate is None, s.bitrate or 0.0, s.name))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# writers
+
+
+def _jsonable(obj):
+    # JSON has no NaN/inf: write null so that every parser reads the file.
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(report: EvalReport, path: str | Path) -> None:
+    data = {"settings": report.settings, "metrics": report.metrics, "notes": report.notes,
+            "systems": {s.name: asdict(s) for s in report.sorted_systems()}}
+    Path(path).write_text(json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _fmt_metric(s: MetricSummary, digits: int) -> str:
+    if s.mean is None:
+        return "—"
+    return _fmt(s.mean, digits) + (f" ± {_fmt(s.std, digits)}" if s.std is not None else "")
+
+
+_DIGITS = {"stoi": 3, "si_sdr": 2, "mel": 3, "stft": 3}
+
+
+def markdown_table(report: EvalReport) -> str:
+    """The results table (rows by bitrate) plus the protocol note, failures and the paper's row for context."""
+    metrics = report.metrics
+    head = ["system", "bps (nominal)", "bps (entropy)", "tokens/s"]
+    head += [f"{COLUMN_TITLES[m]} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics]
+    head += ["enc RTF ↓", "dec RTF ↓"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in report.sorted_systems():
+        ent = s.entropy
+        row = [s.name, _fmt(s.bitrate, 0), _fmt(ent.entropy_bitrate, 0) if ent else "—",
+               _fmt(s.tokens_per_second, 0)]
+        row += [_fmt_metric(s.metrics[m], _DIGITS.get(m, 2)) for m in metrics]
+        row += [_fmt(s.encode_rtf, 3), _fmt(s.decode_rtf, 3)]
+        lines.append("| " + " | ".join(row) + " |")
+
+    st = report.settings
+    out = ["\n".join(lines), ""]
+    out.append(f"Mean ± sample std over {st.get('num_files', '?')} files of `{st.get('data', '?')}`. "
+               f"Protocol: {st.get('preprocessing', '')}")
+    ents = [s for s in report.systems if s.entropy is not None]
+    if ents:
+        frames = ", ".join(f"{s.name}: {s.entropy.num_frames}" for s in ents)
+        out.append(f"bps (entropy) = frame rate × Σ plug-in entropy per stage over the pooled tokens "
+                   f"(frames: {frames}); it reads low when frames ≪ vocabulary.")
+    out.append("RTF = seconds of compute per second of audio on "
+               f"{st.get('device', '?')}; reference codecs are timed as whole round trips in report.json.")
+    failures = [f"{s.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))
+                for s in report.sorted_systems() if s.errors]
+    if failures:
+        out.append("Failures (files): " + "; ".join(failures) + ".")
+    out += [f"- {n}" for n in report.notes]
+
+    paper = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    prow = [PAPER_ROW["name"], _fmt(PAPER_ROW["bitrate"], 0), "—", "50"]
+    prow += [_fmt(PAPER_ROW.get(m), _DIGITS.get(m, 2)) for m in metrics]
+    prow += ["—", "—"]
+    paper.append("| " + " | ".join(prow) + " |")
+    out += ["", "For context only, the paper's LibriSpeech test-clean numbers (different data and metric settings, "
+            "not directly comparable; PESQ mode not stated, MOS is MOSNet):", "", "\n".join(paper)]
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(report: EvalReport, path: str | Path) -> None:
+    Path(path).write_text(markdown_table(report), encoding="utf-8")
+
+
+def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | None = None) -> None:
+    """One row per file × system, metric values (empty for NaN) and error messages."""
+    metrics = list(metrics if metrics is not None else METRICS)
+    cols = ["file", "system", "duration", *metrics, "length_change", "encode_seconds", "decode_seconds", "seconds",
+            "errors"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(cols)
+        for r in results:
+            vals = [r.values.get(m, math.nan) for m in metrics]
+            writer.writerow([r.file, r.system, f"{r.duration:.3f}",
+                             *["" if not math.isfinite(v) else f"{v:.6g}" for v in vals],
+                             r.length_change, f"{r.encode_seconds:.6f}", f"{r.decode_seconds:.6f}",
+                             f"{r.seconds:.6f}", "; ".join(f"{k}: {v}" for k, v in r.errors.items())])
+
+
+def write_report(report: EvalReport, results: list[FileResult], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and ``per_file.csv`` into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "csv": out / "per_file.csv"}
+    write_json(report, paths["json"])
+    write_markdown(report, paths["markdown"])
+    write_csv(results, paths["csv"], report.metrics)
+    return paths

@@ -1,0 +1,426 @@
+"""The evaluation driver behind ``evaluate.py``: data → systems → metrics (process pool) → report.
+
+Protocol (spec §10, written into every report): each reference file is loaded and preprocessed exactly as the
+codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS); that
+preprocessed signal is both what every system codes and what its output is scored against. Codec outputs are
+compared at exactly the input length: a length mismatch is an error for that file, never trimmed silently
+(reference codecs may differ by a few samples, recorded per file, see ``references.py``).
+
+Model inference runs in the main process; reference codecs and the CPU-bound metrics (PESQ, STOI, mel/STFT,
+DNSMOS) run in a pool of worker processes. A file that fails (unreadable, a system error, a metric error) is
+reported and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import importlib.metadata
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import re
+import subprocess
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from taae.eval.metrics import compute_metrics, entropy_bitrate, optional_metrics_status
+from taae.eval.references import CodecSystem, System, available_references
+from taae.eval.report import EvalReport, FileResult, markdown_table, summarize_system, write_report
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+MANIFEST_PATH_KEYS = ("path", "audio_filepath", "audio", "file", "filename")
+DEFAULT_PRESETS = ("native", "400bps", "700bps", "1000bps")
+TARGET_LUFS = -20.0  # the codec's own preprocessing (spec §8)
+
+
+@dataclass
+class EvalConfig:
+    """Everything one evaluation run needs; the CLI flags map one to one."""
+
+    data: str
+    """A folder (searched recursively for .wav/.flac) or a manifest (.txt one path per line, .tsv/.csv with a
+    ``path`` column, .jsonl with a ``path`` / ``audio_filepath`` key)."""
+    out: str
+    """Output folder for report.json, report.md, per_file.csv and examples/."""
+    checkpoint: str | None = None
+    """Lightning checkpoint or export folder; None evaluates the reference systems only."""
+    presets: list[str] = field(default_factory=lambda: list(DEFAULT_PRESETS))
+    """Codec presets to evaluate; ``all`` takes every preset the codec has."""
+    references: str = "auto"
+    """``auto``, ``none`` or a comma-separated list of identity, mulaw, opus, codec2."""
+    stages: list[str] = field(default_factory=list)
+    """Extra post-hoc residual FSQ stage specs, e.g. ``5x5:1,0.25``."""
+    max_files: int | None = None
+    workers: int | None = None
+    """Metric processes; None → ``os.cpu_count()``, 0 → everything in the main process."""
+    device: str = "cpu"
+    examples: int = 3
+    """Decoded files saved for listening, per system."""
+    mos: bool = True
+    sample_rate: int = 16000
+    """Evaluation rate without a checkpoint (with one, the codec's rate)."""
+
+
+@dataclass
+class EvalResult:
+    report: EvalReport
+    results: list[FileResult]
+    paths: dict[str, Path]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# data
+
+
+def _manifest_paths(manifest: Path) -> list[Path]:
+    text = manifest.read_text(encoding="utf-8").splitlines()
+    lines = [ln for ln in text if ln.strip() and not ln.lstrip().startswith("#")]
+    raw: list[str] = []
+    if manifest.suffix in (".jsonl", ".json"):
+        for i, ln in enumerate(lines):
+            row = json.loads(ln)
+            key = next((k for k in MANIFEST_PATH_KEYS if k in row), None)
+            if key is None:
+                raise ValueError(f"{manifest}:{i + 1}: no path key, expected one of {MANIFEST_PATH_KEYS}")
+            raw.append(str(row[key]))
+    elif manifest.suffix in (".tsv", ".csv") and lines:
+        delimiter = "\t" if manifest.suffix == ".tsv" else ","
+        rows = list(csv.reader(lines, delimiter=delimiter))
+        header = [h.strip().lower() for h in rows[0]]
+        key = next((k for k in MANIFEST_PATH_KEYS if k in header), None)
+        col, body = (header.index(key), rows[1:]) if key else (0, rows)
+        raw = [r[col] for r in body if r]
+    else:
+        raw = [ln.strip() for ln in lines]
+    # Relative paths are relative to the manifest, so a data set folder can move as a whole.
+    return [p if p.is_absolute() else manifest.parent / p for p in map(Path, raw)]
+
+
+def list_audio_files(data: str | Path, max_files: int | None = None) -> list[Path]:
+    """Audio files of a folder (recursive, sorted) or a manifest, at most ``max_files``."""
+    data = Path(data)
+    if data.is_dir():
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    elif data.is_file():
+        files = _manifest_paths(data)
+    else:
+        raise FileNotFoundError(f"data not found: {data}")
+    if not files:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {data}")
+    return files[:max_files] if max_files else files
+
+
+def _load_reference(path: Path, codec, sample_rate: int) -> torch.Tensor:
+    from taae.audio import load_audio, preprocess
+
+    wav, sr = load_audio(path)
+    ref = codec.preprocess(wav, sr) if codec is not None else preprocess(wav, sr, sample_rate, TARGET_LUFS)
+    if not torch.isfinite(ref).all():
+        raise ValueError(f"{path}: non-finite samples after preprocessing")
+    return ref.detach().float().cpu().reshape(1, -1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# worker side
+
+
+@dataclass
+class _Job:
+    index: int
+    file: str
+    ref: np.ndarray
+    sample_rate: int
+    metrics: tuple[str, ...]
+    system_name: str
+    system: System | None = None
+    """Set when the system runs in the worker; else ``out`` holds the main process's output."""
+    out: np.ndarray | None = None
+    length_change: int = 0
+    encode_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    keep_audio: bool = False
+
+
+def _init_worker() -> None:
+    # Each worker scores one pair at a time; several torch threads per worker would oversubscribe the cores.
+    torch.set_num_threads(1)
+
+
+def _work(job: _Job) -> tuple[FileResult, np.ndarray | None]:
+    ref = torch.from_numpy(job.ref).reshape(1, -1)
+    res = FileResult(file=job.file, system=job.system_name, duration=ref.shape[-1] / job.sample_rate,
+                     length_change=job.length_change, encode_seconds=job.encode_seconds,
+                     decode_seconds=job.decode_seconds, seconds=job.seconds)
+    out = None if job.out is None else torch.from_numpy(job.out).reshape(1, -1)
+    if job.error is None and job.system is not None:
+        try:
+            o = job.system.process(ref)
+            out, res.length_change, res.seconds = o.audio, o.length_change, o.seconds
+        except Exception as err:  # noqa: BLE001 - one file's failure is counted, not fatal
+            job.error = f"{type(err).__name__}: {err}"
+    if job.error is not None or out is None:
+        res.errors["system"] = job.error or "no output"
+        res.values = {m: math.nan for m in job.metrics}
+        return res, None
+    m = compute_metrics(out, ref, job.sample_rate, job.metrics)
+    res.values, res.errors = m.values, m.errors
+    return res, (out.numpy().reshape(-1) if job.keep_audio else None)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# driver
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _codec_systems(codec, cfg: EvalConfig, notes: list[str]) -> list[CodecSystem]:
+    """One system per requested preset or stage string; ones this codec cannot make are skipped with a note."""
+    wanted = list(codec.presets()) if cfg.presets == ["all"] else list(cfg.presets)
+    for spec in cfg.stages:
+        # Codec.resolve_preset registers a stage string such as "5x5:1,0.25" as a preset of that name.
+        wanted.append(codec.stages_preset(spec) if hasattr(codec, "stages_preset") else spec)
+    systems: dict[str, CodecSystem] = {}
+    for preset in dict.fromkeys(wanted):
+        try:
+            system = CodecSystem(codec, preset, cfg.device)
+        except ValueError as err:
+            notes.append(f"preset {preset!r} skipped: {err}")
+            continue
+        if system.preset in {s.preset for s in systems.values()}:
+            continue  # an alias of a preset already listed
+        systems[preset] = system
+    return list(systems.values())
+
+
+def _settings(cfg: EvalConfig, codec, files: list[Path], sample_rate: int, workers: int) -> dict:
+    import taae
+
+    lufs = getattr(codec, "target_lufs", TARGET_LUFS)
+
+    settings = {
+        "data": str(Path(cfg.data).resolve()), "num_files": len(files), "sample_rate": sample_rate,
+        "preprocessing": (f"each reference is loaded, downmixed to mono, resampled to {sample_rate} Hz and "
+                          f"loudness-normalised to {lufs:g} LUFS (BS.1770), exactly as the codec "
+                          "preprocesses its input; every system codes that signal and is scored against it at "
+                          "the same length."),
+        "checkpoint": cfg.checkpoint, "device": cfg.device, "workers": workers, "references": cfg.references,
+        "presets": cfg.presets, "stages": cfg.stages, "command": sys.argv, "git_commit": _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"taae": taae.__version__, "python": platform.python_version(), "torch": torch.__version__,
+                     **{p: _version(p) for p in ("torchaudio", "numpy", "pesq", "pystoi", "speechmos",
+                                                 "onnxruntime")}},
+    }
+    if cfg.device.startswith("cuda") and torch.cuda.is_available():
+        settings["device_name"] = torch.cuda.get_device_name(torch.device(cfg.device))
+    if codec is not None:
+        settings.update(model_hash=getattr(codec, "model_hash", None),
+                        num_parameters=getattr(codec, "num_parameters", None),
+                        frame_rate=getattr(codec, "frame_rate", None))
+    return settings
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    """Run one evaluation and write its report into ``cfg.out``.
+
+    Raises:
+        ValueError / FileNotFoundError: for bad data, presets or references (before any work is done).
+    """
+    notes: list[str] = []
+    files = list_audio_files(cfg.data, cfg.max_files)
+    codec = None
+    if cfg.checkpoint not in (None, "", "none"):
+        from taae.codec import Codec
+
+        codec = Codec.load(cfg.checkpoint, device=cfg.device)
+    sample_rate = int(codec.sample_rate) if codec is not None else cfg.sample_rate
+    metrics, metric_notes = optional_metrics_status(cfg.mos)
+    notes += metric_notes
+    codec_systems = _codec_systems(codec, cfg, notes) if codec is not None else []
+    refs = available_references(cfg.references, sample_rate)
+    notes += refs.notes
+    systems: list[System] = [*codec_systems, *refs.systems]
+    if not systems:
+        raise ValueError("nothing to evaluate: no checkpoint and no reference system (see --references)")
+    workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
+    if codec is not None and cfg.device == "cpu" and workers > 0:
+        notes.append("RTF measured on CPU while metric workers share the cores; use --workers 0 for clean timing")
+
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[FileResult] = []
+    tokens: dict[str, list[torch.Tensor]] = {s.name: [] for s in codec_systems}
+    ids = _file_ids(files, cfg.data)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(files) * len(systems), desc="evaluate", unit="pair", disable=None)
+    pending: set[Future] = set()
+    executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_init_worker) if workers > 0 else None)
+
+    def collect(res: FileResult, audio: np.ndarray | None, index: int) -> None:
+        results.append(res)
+        for key, msg in res.errors.items():
+            log.warning("%s / %s: %s failed: %s", res.file, res.system, key, msg)
+        if audio is not None:
+            _save_example(out_dir, res.system, index, files[index], audio, sample_rate)
+        bar.update(1)
+
+    def submit(job: _Job) -> None:
+        if executor is None:
+            collect(*_work(job), job.index)
+            return
+        fut = executor.submit(_work, job)
+        fut.index = job.index  # type: ignore[attr-defined]
+        pending.add(fut)
+        while len(pending) > 4 * workers:  # bounded queue: audio waiting in it costs memory
+            drain(FIRST_COMPLETED)
+
+    def drain(mode) -> None:
+        done, _ = wait(pending, return_when=mode)
+        for fut in done:
+            pending.discard(fut)
+            collect(*fut.result(), fut.index)  # type: ignore[attr-defined]
+
+    try:
+        warm = False
+        for i, path in enumerate(files):
+            keep = i < cfg.examples
+            try:
+                ref = _load_reference(path, codec, sample_rate)
+            except Exception as err:  # noqa: BLE001
+                for s in systems:
+                    submit(_Job(i, ids[i], np.zeros(0, np.float32), sample_rate, tuple(metrics), s.name,
+                                error=f"load: {type(err).__name__}: {err}"))
+                continue
+            ref_np = ref.numpy().reshape(-1)
+            if keep:
+                _save_example(out_dir, "reference", i, path, ref_np, sample_rate)
+            for s in codec_systems:
+                job = _Job(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, keep_audio=keep)
+                try:
+                    if not warm:
+                        s.warmup(ref)
+                    o = s.process(ref)
+                    tokens[s.name].append(o.tokens)
+                    job.out, job.encode_seconds, job.decode_seconds, job.seconds = (
+                        o.audio.numpy().reshape(-1), o.encode_seconds, o.decode_seconds, o.seconds)
+                except Exception as err:  # noqa: BLE001
+                    job.error = f"{type(err).__name__}: {err}"
+                submit(job)
+            warm = warm or bool(codec_systems)
+            for s in refs.systems:
+                submit(_Job(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, system=s, keep_audio=keep))
+        while pending:
+            drain(FIRST_COMPLETED)
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+
+    # Workers finish out of order: back to file order, then system order.
+    file_rank = {f: n for n, f in enumerate(ids)}
+    system_rank = {s.name: n for n, s in enumerate(systems)}
+    results.sort(key=lambda r: (file_rank.get(r.file, 0), system_rank.get(r.system, 0)))
+    summaries = []
+    for s in systems:
+        extra = {}
+        if isinstance(s, CodecSystem):
+            extra = {"preset": s.preset, "exact_bitrate": s.spec.exact_bitrate,
+                     "tokens_per_second": s.spec.tokens_per_frame * s.spec.frame_rate,
+                     "entropy": entropy_bitrate(tokens[s.name], s.spec) if tokens[s.name] else None}
+        summaries.append(summarize_system(s.name, results, s.kind, s.bitrate, metrics, **extra))
+    report = EvalReport(settings=_settings(cfg, codec, files, sample_rate, workers), systems=summaries,
+                        metrics=metrics, notes=notes)
+    paths = write_report(report, results, out_dir)
+    return EvalResult(report=report, results=results, paths=paths)
+
+
+def _file_ids(files: list[Path], data: str | Path) -> list[str]:
+    root = Path(data) if Path(data).is_dir() else None
+    ids = []
+    for p in files:
+        try:
+            ids.append(str(p.relative_to(root)) if root else str(p))
+        except ValueError:
+            ids.append(str(p))
+    return ids
+
+
+def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    from taae.audio import save_audio
+
+    folder = out_dir / "examples" / re.sub(r"[^A-Za-z0-9._-]", "_", system)  # stage names hold ':' and ','
+    folder.mkdir(parents=True, exist_ok=True)
+    save_audio(folder / f"{index:03d}_{path.stem}.wav", torch.from_numpy(audio).reshape(1, -1), sample_rate)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evaluate.py", description=(
+        "Evaluate a taae codec (and reference codecs) on a speech set: SI-SDR, mel/STFT distance, PESQ, STOI, "
+        "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv and examples/."))
+    p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
+    p.add_argument("--data", required=True, help="folder (recursive .wav/.flac) or manifest (.txt/.tsv/.jsonl)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets, or 'all'")
+    p.add_argument("--references", default="auto", help="auto | none | comma list of identity,mulaw,opus,codec2")
+    p.add_argument("--stages", nargs="*", default=[], help='extra post-hoc FSQ stage specs, e.g. "5x5:1,0.25"')
+    p.add_argument("--max-files", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="metric processes (default: CPU count; 0: inline)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (model inference)")
+    p.add_argument("--examples", type=int, default=3, help="decoded files to save per system")
+    p.add_argument("--no-mos", action="store_true", help="skip DNSMOS")
+    p.add_argument("--sample-rate", type=int, default=16000, help="evaluation rate when --checkpoint none")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.workers is not None and args.workers < 0:
+        raise SystemExit(f"--workers must be >= 0, got {args.workers}")
+    cfg = EvalConfig(data=args.data, out=args.out, checkpoint=args.checkpoint,
+                     presets=[p.strip() for p in args.presets.split(",") if p.strip()], references=args.references,
+                     stages=list(args.stages), max_files=args.max_files, workers=args.workers, device=args.device,
+                     examples=args.examples, mos=not args.no_mos, sample_rate=args.sample_rate)
+    result = evaluate(cfg)
+    print(markdown_table(result.report))
+    print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
+    return 0
