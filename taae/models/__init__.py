@@ -44,11 +44,30 @@ def generator_spec(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("config has no model.init_args.generator section") from err
 
 
-def from_config(path: str | Path) -> nn.Module:
-    """Build the codec model described by a training YAML (``model.init_args.generator``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    with path.open() as f:
-        config = yaml.safe_load(f)
-    return instantiate(generator_spec(config), f"{path}: model.init_args.generator")
+def _merge(base: dict, update: dict) -> dict:
+    """Nested mappings merge key by key; anything else in ``update`` replaces (as several ``--config`` files do)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def from_config(*paths: str | Path) -> nn.Module:
+    """Build the codec model described by one or more training YAMLs (``model.init_args.generator``).
+
+    Several files compose left to right like ``train.py --config A --config B``:
+    ``from_config("configs/taae/recipe.yaml", "configs/taae/ladder/240m.yaml")``.
+    """
+    if not paths:
+        raise ValueError("from_config needs at least one YAML path")
+    config: dict[str, Any] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        with path.open() as f:
+            config = _merge(config, yaml.safe_load(f) or {})
+    where = " + ".join(str(p) for p in paths)
+    return instantiate(generator_spec(config), f"{where}: model.init_args.generator")

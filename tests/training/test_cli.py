@@ -1,0 +1,54 @@
+"""train.py's LightningCLI: config errors stop the run before training and name the key."""
+
+import pytest
+import soundfile as sf
+
+from taae.training.cli import TaaeCLI
+from tests.conftest import synth_speech
+
+TINY = ["--config", "configs/taae/tiny.yaml"]
+
+
+def _data_args(folder, segment=3200):
+    folder.mkdir(exist_ok=True)
+    for i in range(3):
+        sf.write(folder / f"u{i}.wav", synth_speech(0.3, 16000, seed=i)[0].numpy(), 16000)
+    return ["--data.class_path", "taae.data.AudioDataModule", "--data.init_args.train", str(folder),
+            "--data.init_args.segment_length", str(segment), "--data.init_args.batch_size", "2"]
+
+
+def _trainer_args(tmp_path):
+    return ["--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
+            "--trainer.accelerator", "cpu"]
+
+
+def test_unknown_key_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        TaaeCLI(args=["fit", *TINY, *_data_args(tmp_path / "d"), "--model.init_args.loss_weightz", "{mel: 1}"])
+    assert "loss_weightz" in capsys.readouterr().err
+
+
+def test_wrong_type_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        TaaeCLI(args=["fit", *TINY, *_data_args(tmp_path / "d"), "--data.init_args.batch_size", "many"])
+    err = capsys.readouterr().err
+    assert "batch_size" in err and "many" in err
+
+
+def test_unknown_model_config_key_is_named(tmp_path, capsys):
+    with pytest.raises((SystemExit, ValueError)) as info:
+        TaaeCLI(args=["fit", *TINY, *_data_args(tmp_path / "d"), *_trainer_args(tmp_path),
+                      "--model.init_args.generator.init_args.config.widthz", "[128]"])
+    assert "unknown TAAEConfig keys ['widthz']" in capsys.readouterr().err + str(info.value)
+
+
+def test_segment_length_must_be_a_multiple_of_the_hop(tmp_path):
+    with pytest.raises(ValueError, match=r"data.segment_length=3201 is not a multiple of the model's hop length 640"):
+        TaaeCLI(args=["fit", *TINY, *_data_args(tmp_path / "d", segment=3201), *_trainer_args(tmp_path)])
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_a_short_fit_runs_end_to_end(tmp_path):
+    cli = TaaeCLI(args=["fit", *TINY, *_data_args(tmp_path / "d"), *_trainer_args(tmp_path)])
+    assert int(cli.model.generator_steps) == 1  # max_steps counts G and D steps
