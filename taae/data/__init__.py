@@ -9,12 +9,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from taae.data.datamodule import AudioDataModule, AudioDataset, AudioFile, EpochSampler, find_audio_files, scan
+    from taae.data.datamodule import AudioDataModule
+    from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, find_audio_files, scan
 
 __all__ = ["AudioDataModule", "AudioDataset", "AudioFile", "EpochSampler", "find_audio_files", "scan"]
 
 
 def __getattr__(name: str):
     if name in __all__:
-        return getattr(importlib.import_module("taae.data.datamodule"), name)
+        module = "taae.data.datamodule" if name == "AudioDataModule" else "taae.data.dataset"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'taae.data' has no attribute {name!r}")

@@ -1,0 +1,279 @@
+"""Files, items and their order: the scan that skips unusable files, the crop dataset, the resumable sampler.
+
+Shape legend: T samples (``segment_length``).
+
+Every item goes through :func:`taae.audio.preprocess` (mono, resample, loudness), the same path as inference.
+Training randomness never touches global RNG state: the shuffled order is drawn from ``(seed, epoch)`` and each
+item's crop, loudness target and phase flip from ``(seed, epoch, index)``. A batch is therefore a function of
+(seed, epoch, position), whatever the worker count, and :class:`EpochSampler` can skip the batches a resumed run
+has already seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from taae.audio import AudioError, normalize_loudness, preprocess
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+PROBE_FRAMES = 1024
+"""Frames read at the start and the end of each file at setup: catches truncated data without a full decode."""
+RESAMPLE_MARGIN = 64
+"""Extra source frames read on each side of a crop so the resampling filter sees real context at the edges."""
+MAX_LISTED_SKIPS = 50
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """A file that passed the setup check."""
+
+    path: str
+    frames: int
+    sample_rate: int
+    channels: int
+
+
+def _mix(*values: int) -> int:
+    """A stable 63-bit seed from integers (Python's hash() is salted per process, so not usable in workers)."""
+    digest = hashlib.blake2b(":".join(map(str, values)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def find_audio_files(source: str | Path) -> list[Path]:
+    """List the audio files named by a folder (searched recursively), a manifest or a single audio file.
+
+    Manifests: ``.tsv``/``.csv``/``.jsonl`` with a ``path`` column/key, anything else one path per line (blank
+    lines and ``#`` comments ignored). Relative paths are resolved against the manifest's folder.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"no such folder or manifest: {source}")
+    if source.is_dir():
+        return sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if source.suffix.lower() in AUDIO_SUFFIXES:
+        return [source]
+    text = source.read_text(encoding="utf-8")
+    suffix = source.suffix.lower()
+    if suffix in (".tsv", ".csv"):
+        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+        if rows and "path" not in rows[0]:
+            raise ValueError(f"manifest {source} has no 'path' column (columns: {list(rows[0])})")
+        entries = [row["path"] for row in rows]
+    elif suffix == ".jsonl":
+        entries = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                record = json.loads(line)
+                if "path" not in record:
+                    raise ValueError(f"manifest {source} line {n} has no 'path' key: {line[:200]}")
+                entries.append(record["path"])
+    else:
+        entries = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [p if p.is_absolute() else source.parent / p for p in map(Path, (e.strip() for e in entries))]
+
+
+def check_file(path: Path) -> AudioFile:
+    """Header plus a short read at both ends; raises :class:`AudioError` naming the file and the problem."""
+    if not path.is_file():
+        raise AudioError(f"{path}: file not found")
+    try:
+        info = sf.info(str(path))
+        if info.frames <= 0:
+            raise AudioError(f"{path}: empty (0 frames)")
+        with sf.SoundFile(str(path)) as f:
+            for start in (0, max(0, info.frames - PROBE_FRAMES)):
+                f.seek(start)
+                block = f.read(PROBE_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    raise AudioError(f"{path}: no data at frame {start} of {info.frames} (truncated?)")
+                if not torch.isfinite(torch.from_numpy(block)).all():
+                    raise AudioError(f"{path}: NaN or inf samples")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        if isinstance(e, AudioError):
+            raise
+        raise AudioError(f"{path}: unreadable ({e})") from e
+    return AudioFile(str(path), int(info.frames), int(info.samplerate), int(info.channels))
+
+
+def scan(source: str | Path, key: str) -> tuple[list[AudioFile], list[tuple[str, str]]]:
+    """Check every file named by ``source``; returns (usable files, [(path, reason)] skipped) and warns once."""
+    files, skipped = [], []
+    for path in find_audio_files(source):
+        try:
+            files.append(check_file(path))
+        except AudioError as e:
+            skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
+    if skipped:
+        listed = "\n".join(f"  {p}: {why}" for p, why in skipped[:MAX_LISTED_SKIPS])
+        more = len(skipped) - MAX_LISTED_SKIPS
+        warnings.warn(
+            f"{key}={source}: skipping {len(skipped)} unusable audio file(s):\n{listed}"
+            + (f"\n  ... and {more} more (see AudioDataModule.skipped)" if more > 0 else ""),
+            stacklevel=2,
+        )
+    if not files:
+        raise ValueError(f"{key}={source}: no usable audio files (.wav/.flac/.ogg) found")
+    return files, skipped
+
+
+class AudioDataset(Dataset):
+    """Crops of audio files, pre-processed to mono, ``sample_rate`` and a loudness target.
+
+    Items are keyed ``(index, epoch)`` in ``"train"`` mode (random crop, loudness in target ± range, phase flip,
+    all drawn from ``(seed, epoch, index)``) and by ``index`` in ``"val"`` mode (centre crop, exact target) and
+    ``"test"`` mode (the whole file). A file that fails to load is warned about once, flagged in a shared-memory
+    mask visible from every worker, and replaced by the next loadable file with the same random draw.
+    """
+
+    def __init__(
+        self,
+        files: list[AudioFile],
+        sample_rate: int,
+        segment_length: int | None,
+        mode: str = "train",
+        loudness_target: float | None = -20.0,
+        loudness_range: float = 0.0,
+        phase_inversion_prob: float = 0.0,
+        seed: int = 0,
+    ):
+        if mode not in ("train", "val", "test"):
+            raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
+        self.files = files
+        self.sample_rate = sample_rate
+        self.segment_length = segment_length
+        self.mode = mode
+        self.loudness_target = loudness_target
+        self.loudness_range = loudness_range
+        self.phase_inversion_prob = phase_inversion_prob
+        self.seed = seed
+        self.failed = torch.zeros(len(files), dtype=torch.bool).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Tensor:
+        """Returns (1, T): ``segment_length`` samples in train/val mode, the whole file in test mode."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        g = torch.Generator().manual_seed(_mix(self.seed, epoch, index))
+        u_offset, u_loudness, u_phase = torch.rand(3, generator=g, dtype=torch.float64).tolist()
+        for attempt in range(len(self.files)):
+            i = (index + attempt) % len(self.files)
+            if self.failed[i]:
+                continue
+            try:
+                wav = self._load(self.files[i], u_offset)
+            except (AudioError, OSError, RuntimeError, sf.LibsndfileError) as e:
+                self.failed[i] = True
+                warnings.warn(f"skipping {self.files[i].path} (failed while loading: {e})", stacklevel=2)
+                continue
+            break
+        else:
+            raise RuntimeError(f"every one of the {len(self.files)} {self.mode} files failed to load")
+
+        target = self.loudness_target
+        if target is not None and self.mode == "train":
+            target += (2 * u_loudness - 1) * self.loudness_range
+        if target is not None:
+            wav = normalize_loudness(wav, self.sample_rate, target)
+        if self.mode == "train" and u_phase < self.phase_inversion_prob:
+            wav = -wav
+        if self.segment_length is not None and wav.shape[-1] < self.segment_length:
+            wav = torch.nn.functional.pad(wav, (0, self.segment_length - wav.shape[-1]))
+        return wav
+
+    def _load(self, f: AudioFile, u_offset: float) -> Tensor:
+        """Read and resample the crop (train: random offset, val: centre); (1, T) before loudness and padding."""
+        ratio = f.sample_rate / self.sample_rate
+        length = math.floor(f.frames / ratio)  # file length at the target rate
+        if self.segment_length is None or self.mode == "test":
+            start, count = 0, length
+        else:
+            count = min(self.segment_length, length)
+            room = length - count
+            start = math.floor(u_offset * (room + 1)) if self.mode == "train" else room // 2
+        if f.sample_rate == self.sample_rate:
+            wav, _ = sf.read(f.path, start=start, frames=count, dtype="float32", always_2d=True)
+            wav = preprocess(torch.from_numpy(wav.T.copy()), f.sample_rate, self.sample_rate, None, source=f.path)
+        else:
+            src_start = max(0, math.floor(start * ratio) - RESAMPLE_MARGIN)
+            src_stop = min(f.frames, math.ceil((start + count) * ratio) + RESAMPLE_MARGIN)
+            wav, _ = sf.read(f.path, start=src_start, stop=src_stop, dtype="float32", always_2d=True)
+            wav = preprocess(torch.from_numpy(wav.T.copy()), f.sample_rate, self.sample_rate, None, source=f.path)
+            lead = round((start * ratio - src_start) / ratio)
+            wav = wav[:, lead : lead + count]
+        if wav.shape[-1] == 0:
+            raise AudioError(f"{f.path}: read 0 frames at offset {start} (file shorter than its header says?)")
+        return wav  # (1, T)
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, epoch)`` keys in an order fixed by ``(seed, epoch)``, sharded by rank, resumable.
+
+    ``len()`` is always the full epoch (Lightning counts the consumed batches itself); only the iteration of the
+    resumed epoch starts ``skip_batches`` batches in. The epoch and the skip are read when iteration starts, so
+    they may be set after the DataLoader is built.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if num_items < batch_size * num_replicas:
+            raise ValueError(
+                f"{num_items} training files cannot fill one batch of {batch_size} on each of {num_replicas} "
+                "device(s) (drop_last); lower batch_size or add files"
+            )
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        self.skip_epoch = -1
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def resume(self, epoch: int, batches_consumed: int, batches_per_epoch: int | None = None) -> None:
+        """Start the next iteration at batch ``batches_consumed`` of ``epoch`` (the next epoch if it was over)."""
+        if batches_consumed >= (batches_per_epoch or self.num_batches):
+            epoch, batches_consumed = epoch + 1, 0
+        self.epoch = self.skip_epoch = epoch
+        self.skip_batches = batches_consumed
+
+    @property
+    def num_batches(self) -> int:
+        return self.num_items // (self.batch_size * self.num_replicas)
+
+    def __len__(self) -> int:
+        return self.num_batches * self.batch_size
+
+    def __iter__(self):
+        epoch = self.epoch
+        if self.shuffle:
+            order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
+        else:
+            order = torch.arange(self.num_items)
+        order = order[: self.num_batches * self.batch_size * self.num_replicas][self.rank :: self.num_replicas]
+        skip = self.skip_batches * self.batch_size if epoch == self.skip_epoch else 0
+        for index in order[skip:].tolist():
+            yield index, epoch
