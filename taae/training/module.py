@@ -58,6 +58,8 @@ class CodecModule(L.LightningModule):
         waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§9.1: "decaying").
         adversarial_warmup_steps: generator steps before the adversarial and feature-matching terms switch
             on; the discriminator trains from the start (official "adv" warm-up mode).
+        discriminator_start_steps: generator steps before the discriminator is even run: a pure
+            reconstruction phase that costs no discriminator compute (useful on CPUs; 0 = from the start).
         optimizer_g, optimizer_d: optimiser factories; None = AdamW(lr 1e-4, betas (0.8, 0.99)) (DAC §7).
         scheduler_g, scheduler_d: LR scheduler factories stepped once per batch, or None.
         grad_clip_g, grad_clip_d: max gradient norms (DAC: 1000 and 10); None disables clipping.
@@ -79,6 +81,7 @@ class CodecModule(L.LightningModule):
         feature_matching_normalized: bool = True,
         waveform_decay: float = 1.0,
         adversarial_warmup_steps: int = 0,
+        discriminator_start_steps: int = 0,
         optimizer_g: OptimizerCallable | None = None,
         optimizer_d: OptimizerCallable | None = None,
         scheduler_g: LRSchedulerCallable | None = None,
@@ -99,6 +102,9 @@ class CodecModule(L.LightningModule):
         self.perceptual_loss = perceptual_loss
         self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS if loss_weights is None else loss_weights)
         self._check_config(adversarial_loss, waveform_decay, adversarial_warmup_steps, num_audio_samples)
+        if discriminator_start_steps < 0:
+            raise ValueError(f"model.discriminator_start_steps must be >= 0, got {discriminator_start_steps}")
+        self.discriminator_start_steps = discriminator_start_steps
         self.adversarial_loss = adversarial_loss
         self.feature_matching_normalized = feature_matching_normalized
         self.waveform_decay = waveform_decay
@@ -173,9 +179,11 @@ class CodecModule(L.LightningModule):
         if not torch.isfinite(out.audio).all():
             return self._skip("reconstruction")
         logs: dict[str, Tensor] = {}
-        adversarial_on = self.discriminator is not None and int(self.generator_steps) >= self.adversarial_warmup_steps
+        steps = int(self.generator_steps)
+        discriminator_on = self.discriminator is not None and steps >= self.discriminator_start_steps
+        adversarial_on = discriminator_on and steps >= self.adversarial_warmup_steps
 
-        if self.discriminator is not None:
+        if discriminator_on:
             self.toggle_optimizer(opt_d)
             loss_d = discriminator_loss(self.discriminator(wav), self.discriminator(out.audio.detach()),
                                         kind=self.adversarial_loss)

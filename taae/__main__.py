@@ -1,0 +1,154 @@
+"""``python -m taae`` / ``taae``: encode, decode, info, export. Each verb calls :class:`taae.codec.Codec`.
+
+    taae encode speech.wav speech.npz --checkpoint last.ckpt --preset 700bps
+    taae encode corpus/ tokens/ --checkpoint export/            # folder: mirrors the tree, .wav/.flac/.ogg
+    taae encode "corpus/**/*.flac" tokens/ --checkpoint export/ # glob (quoted)
+    taae decode tokens/ decoded/ --checkpoint export/
+    taae info --checkpoint last.ckpt
+    taae export --checkpoint last.ckpt export/ [--no-ema]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+TOKEN_SUFFIXES = (".npz",)
+
+
+def find_jobs(source: str, dest: str, suffixes: tuple[str, ...],
+              out_suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: a file → ``dest`` (a file with one of ``out_suffixes``, else a folder), a folder
+    (recursive) or a glob → ``dest`` as a folder mirroring the tree below the folder or the glob's fixed part."""
+    path, out_suffix = Path(source), out_suffixes[0]
+    if path.is_file():
+        out = Path(dest)
+        return [(path, out if out.suffix.lower() in out_suffixes else out / (path.stem + out_suffix))]
+    if path.is_dir():
+        root, files = path, sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    elif glob.has_magic(source):
+        parts = Path(source).parts
+        fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+        root = Path(*parts[:fixed]) if fixed else Path(".")
+        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+    else:
+        raise FileNotFoundError(f"input not found: {source} (give a file, a folder or a quoted glob)")
+    if not files:
+        raise FileNotFoundError(f"no {'/'.join(suffixes)} files in {source}")
+    if Path(dest).suffix.lower() in out_suffixes:
+        raise ValueError(f"{source} holds several inputs; give an output folder, not {dest}")
+    jobs = [(f, Path(dest) / f.relative_to(root).with_suffix(out_suffix)) for f in files]
+    seen: dict[Path, Path] = {}
+    for src, out in jobs:
+        if out in seen:
+            raise ValueError(f"{seen[out]} and {src} would both write {out}")
+        seen[out] = src
+    return jobs
+
+
+def run_jobs(jobs: list[tuple[Path, Path]], work, verb: str) -> int:
+    """Run ``work(src, out)`` per job with a progress bar; report and count failures. Returns the exit code."""
+    failed = 0
+    for src, out in tqdm(jobs, desc=verb, unit="file", disable=len(jobs) < 2, file=sys.stderr):
+        try:
+            work(src, out)
+        except (ValueError, OSError, RuntimeError) as err:  # AudioError is a ValueError
+            failed += 1
+            tqdm.write(f"taae {verb}: failed on {src}: {err}", file=sys.stderr)
+    if failed:
+        print(f"taae {verb}: {failed} of {len(jobs)} files failed", file=sys.stderr)
+    elif len(jobs) > 1:
+        print(f"taae {verb}: {len(jobs)} files written under {jobs[0][1].parent}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _codec(args, use_ema: bool = True):
+    from taae.codec import Codec
+
+    kwargs = {}
+    if getattr(args, "chunk_seconds", None) is not None:
+        kwargs["chunk_seconds"] = args.chunk_seconds if args.chunk_seconds > 0 else None
+    if getattr(args, "overlap_frames", None) is not None:
+        kwargs["overlap_frames"] = args.overlap_frames
+    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, **kwargs)
+
+
+def cmd_encode(args) -> int:
+    codec = _codec(args)
+    jobs = find_jobs(args.input, args.output, AUDIO_SUFFIXES, TOKEN_SUFFIXES)
+    return run_jobs(jobs, lambda src, out: codec.encode_file(src, args.preset, not args.no_normalize).save(out),
+                    "encode")
+
+
+def cmd_decode(args) -> int:
+    from taae.audio import save_audio
+
+    codec = _codec(args)
+
+    def work(src: Path, out: Path) -> None:
+        save_audio(out, codec.decode_file(src, check_hash=not args.no_hash_check), codec.sample_rate, args.subtype)
+
+    return run_jobs(find_jobs(args.input, args.output, TOKEN_SUFFIXES, (".wav", ".flac")), work, "decode")
+
+
+def cmd_info(args) -> int:
+    print(_codec(args).summary())
+    return 0
+
+
+def cmd_export(args) -> int:
+    codec = _codec(args, use_ema=not args.no_ema)
+    print(f"exported {codec.weights} weights (hash {codec.model_hash}) to {codec.export(args.output)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taae", description="TAAE / RVQGAN speech codec: encode, decode, "
+                                     "inspect and export trained models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{encode,decode,info,export}")
+
+    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--checkpoint", "-c", required=True, help="Lightning .ckpt or exported folder")
+        p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+        p.set_defaults(func=func)
+        return p
+
+    for name, help, func in (("encode", "audio file / folder / glob → .npz token files", cmd_encode),
+                             ("decode", ".npz token file / folder / glob → .wav files", cmd_decode)):
+        p = add(name, help, func)
+        p.add_argument("input", help="a file, a folder (searched recursively) or a quoted glob")
+        p.add_argument("output", help="output file (single input) or folder (mirrors the input tree)")
+        p.add_argument("--chunk-seconds", type=float, help="process longer inputs in chunks (0: never chunk)")
+        p.add_argument("--overlap-frames", type=int, help="latent frames of context on each side of a chunk")
+    encode = sub.choices["encode"]
+    encode.add_argument("--preset", "-p", default=None,
+                        help="preset name or alias (see `taae info`), or TAAE stages such as 5x5:1,0.25")
+    encode.add_argument("--no-normalize", action="store_true", help="skip loudness normalisation to -20 LUFS")
+    decode = sub.choices["decode"]
+    decode.add_argument("--no-hash-check", action="store_true",
+                        help="decode tokens written by a different model (hash mismatch) anyway")
+    decode.add_argument("--subtype", default="PCM_16", help="libsndfile subtype of the .wav (PCM_16, FLOAT, ...)")
+    add("info", "parameters, rates, hash and every preset's bitrate", cmd_info)
+    export = add("export", "write config.json + model.safetensors", cmd_export)
+    export.add_argument("output", help="output folder")
+    export.add_argument("--no-ema", action="store_true", help="export the raw generator weights, not the EMA")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"taae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
