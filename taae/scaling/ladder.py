@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _metric(report: dict, preset: str, metric: str, path: str) -> float:
-    for system in report.get("systems", []):
-        if system.get("preset") == preset or system.get("name") == preset:
+    for system in report.get("systems", {}).values():  # evaluate.py's report.json: {name: summary}
+        if preset in (system.get("preset"), system.get("name")):
             value = system.get("metrics", {}).get(metric, {})
             return float(value["mean"] if isinstance(value, dict) else value)
     raise ValueError(f"{path}: no preset {preset!r} with metric {metric!r}")

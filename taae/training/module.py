@@ -12,8 +12,9 @@ A non-finite reconstruction or discriminator loss/gradient skips the whole batch
 non-finite generator loss/gradient skips the generator step. Skipped steps leave weights and optimiser states as
 they were, ``nan_skips`` counts them, and training goes on.
 
-Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch, so
-``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator steps).
+Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch (a gradient-free
+D step while the discriminator is off), so ``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator
+steps).
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ class CodecModule(L.LightningModule):
             if not ok:
                 return self._skip("discriminator")
             logs.update({"train/disc": loss_d.detach(), "train/grad_norm_d": norm_d})
+        else:
+            # No gradients: AdamW leaves every parameter and its state alone, but Lightning still counts the step,
+            # so `max_steps` and `global_step` mean 2 × batches whether or not the discriminator is running.
+            opt_d.step()
 
         self.toggle_optimizer(opt_g)
         terms = self._generator_terms(wav, out, adversarial_on)
@@ -217,12 +222,23 @@ class CodecModule(L.LightningModule):
         for scheduler in self._schedulers():
             scheduler.step()
         logs.update({f"train/{name}": value.detach() for name, value in terms.items() if name != "mel"})
+        # Every key from the first step on (NaN while a term is off): a key set that grows mid-run makes
+        # Lightning's CSVLogger rewrite its header, which corrupts metrics.csv.
+        for key in self._train_keys:
+            logs.setdefault(key, torch.tensor(float("nan")))
         logs.update({"train/loss_g": loss_g.detach(), "train/grad_norm_g": norm_g,
                      "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
                      "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
                      "train/steps": self.generator_steps.float(), "train/nan_skips": self.nan_skips.float()})
         self.log_dict(logs, batch_size=wav.shape[0])
         self.log("train/mel", terms["mel"].detach(), prog_bar=True, batch_size=wav.shape[0])
+
+    @property
+    def _train_keys(self) -> list[str]:
+        keys = [f"train/{name}" for name, weight in self.loss_weights.items() if weight and name != "mel"]
+        if self.discriminator is not None:
+            keys += ["train/disc", "train/grad_norm_d", "train/adv_gen", "train/adv_feat"]
+        return keys
 
     def _generator_terms(self, wav: Tensor, out, adversarial_on: bool) -> dict[str, Tensor]:
         terms = {"mel": self.mel_loss(out.audio, wav)}

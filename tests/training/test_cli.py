@@ -20,6 +20,7 @@ def _data_args(folder, segment=3200):
 
 def _trainer_args(tmp_path):
     return ["--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+            "--trainer.callbacks", "[]", "--trainer.max_time", "null",
             "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.accelerator", "cpu"]
 
