@@ -8,7 +8,9 @@ Shape legend: B batch, C channels, T samples, K tokens per frame, S latent frame
 
 Files and tensors take the same pre-processing (the official API skips it for tensors, spec §15 item 6).
 Checkpoints load strictly and report every missing, unexpected or mis-shaped key (§15 item 8). Long inputs are
-processed in overlapping chunks with bounded memory; see :func:`chunked` for why this is approximate (§15 item 13).
+processed in overlapping chunks with bounded memory; see :func:`taae.chunking.chunked` for why this is approximate
+(§15 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
+:mod:`taae.export`.
 
 Loading a Lightning ``.ckpt`` unpickles it: load only checkpoints you trust. An export (``config.json`` +
 ``model.safetensors``) executes no code when loaded.
@@ -16,15 +18,9 @@ Loading a Lightning ``.ckpt`` unpickles it: load only checkpoints you trust. An 
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import os
-import pickle
 import re
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,47 +29,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taae import __version__, audio
+from taae import audio
+from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
+from taae.export import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    load_strict,
+    model_spec,
+    read_checkpoint,
+    read_export,
+    weights_hash,
+    write_export,
+)
+from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers import these from taae.codec
+from taae.export import EXPORT_VERSION as EXPORT_VERSION
 from taae.models import instantiate
 from taae.models.base import TokenSpec, count_parameters, num_frames
 from taae.tokens import TokenFile
 
-DEFAULT_CHUNK_SECONDS = 30.0
-"""Inputs longer than this are encoded and decoded in chunks (ours; bounds memory to one chunk's activations)."""
-DEFAULT_OVERLAP_FRAMES = 64
-"""Latent frames of context kept on each side of a chunk and discarded (2.56 s at 25 Hz: half the 128-frame
-attention window of the paper's 25 Hz layers). Chosen from ``benchmarks/long_file.py`` (180 s of the demo speech,
-30 s chunks, 5 seams; rel = RMS error of decoding the same tokens chunked vs whole, over the RMS of the output):
-
-    configs/taae/tiny.yaml, random weights, LayerScale 1 (worst case: every transformer layer mixes its whole window)
-    overlap (frames)         0       4       8      16      32      64     128     200
-    latent max |Δ|        0.28   0.035   0.032   0.033   0.024  7.8e-3  8.2e-4  4.3e-7
-    tokens changed (700)  5.0%    4.0%    3.5%    2.9%    2.0%   0.63%   0.04%      0
-    decode rel (dB)      -28.1   -34.8   -35.8   -37.8   -43.0   -54.8   -83.4  -125.5
-
-    the same config trained 20 steps (runs/quickstart: LayerScale still ~1e-3, nearly convolutional)
-    latent max |Δ|        0.10   3.1e-5  2.6e-5  2.3e-5  1.4e-5  1.4e-6  3.0e-8  3.0e-8
-    tokens changed (700)  0.18%      0       0       0       0       0       0       0
-    decode rel (dB)      -26.8   -74.4   -74.9   -77.8   -88.9  -121.3  -124.3  -124.3
-
-Chunking is exact (float noise, no token changes) once the overlap covers the receptive field: ~196 latent
-frames for tiny.yaml (two layers with a ±64-step window at 50 Hz and two at 25 Hz: 2·32 + 2·64 frames, plus the
-convs), but 200 s in total for the paper's model (Table 11), which no practical overlap covers: for real models
-chunked coding is an approximation. At 64 frames the worst case above leaves a seam error 55 dB below the signal
-(far below any codec's reconstruction error at 0.4–1 kbps) and changes 0.6% of the tokens (all within 90 frames
-of a seam, half within 10), for 17% extra compute on 30 s chunks; 128 frames buys -83 dB for 34%. Pass
-``overlap_frames`` (≥ the receptive field for exact results) or ``chunk_seconds=None`` (whole file, memory grows
-with the length) to choose otherwise. For the convolutional RVQGAN (DAC's receptive field is 0.76 s, Table 11),
-64 frames at 50 Hz cover it and chunking is exact (configs/rvqgan/tiny.yaml, 25 s in 5 s chunks: no token
-changes, decode max |Δ| 8e-8).
-"""
 TARGET_LUFS = -20.0
 """Loudness every input is normalised to (spec §8, the training data's level)."""
-
-EXPORT_FORMAT = "taae-export"
-EXPORT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 _STAGES = re.compile(r"(\d+(?:x\d+)*)(?::([0-9.eE+-]+(?:,[0-9.eE+-]+)*))?")
 
@@ -106,63 +81,6 @@ def parse_stages(text: str) -> list[tuple[int, float]]:
     return list(zip(levels, scales))
 
 
-def weights_hash(state_dict: dict[str, Tensor]) -> str:
-    """First 16 hex digits of a sha256 over every entry (name, dtype, shape, bytes) in sorted key order."""
-    h = hashlib.sha256()
-    for key in sorted(state_dict):
-        t = state_dict[key].detach().to("cpu").contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def chunked(fn: Callable[[Tensor], Tensor], x: Tensor, frames: int, in_per_frame: int, out_per_frame: int,
-            chunk_frames: int | None, overlap_frames: int) -> Tensor:
-    """Apply a frame-aligned map ``fn`` to ``x`` in overlapping chunks and stitch the central parts.
-
-    ``x`` holds ``frames · in_per_frame`` steps on its last axis, ``fn`` maps n·in_per_frame steps to
-    n·out_per_frame (encode: hop → 1; decode: 1 → hop). The frames are cut into equal chunks of at most
-    ``chunk_frames``; chunk [a, b) runs on [a − o, b + o) (clipped to the input) and keeps only its own frames:
-
-        frames   |---- chunk 0 ----|---- chunk 1 ----|---- chunk 2 ----|
-        run on   |---- chunk 0 ----|oo|                                     o = overlap_frames, discarded
-        run on                  |oo|---- chunk 1 ----|oo|
-        run on                                    |oo|---- chunk 2 ----|
-
-    Boundaries fall on whole latent frames (whole patches and strides), so the output has exactly the
-    ``frames · out_per_frame`` steps of a whole-input call, and at the edges of the input both see the same
-    padding. Within a chunk the result equals the whole-input one only if the overlap covers the model's
-    receptive field; TAAE's is enormous (200 s in total for the paper's model), so with a practical overlap the
-    stitched result is an approximation whose seam error falls with the overlap (measured in
-    :data:`DEFAULT_OVERLAP_FRAMES`). ``chunk_frames=None`` or an input of at most one chunk runs whole.
-    """
-    if overlap_frames < 0:
-        raise ValueError(f"overlap_frames must be >= 0, got {overlap_frames}")
-    if chunk_frames is None or frames <= chunk_frames:
-        return fn(x)
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    count = math.ceil(frames / chunk_frames)
-    size = math.ceil(frames / count)  # equal chunks: no tiny last chunk with little context
-    pieces = []
-    for start in range(0, frames, size):
-        end = min(start + size, frames)
-        lo, hi = max(0, start - overlap_frames), min(frames, end + overlap_frames)
-        y = fn(x[..., lo * in_per_frame: hi * in_per_frame])
-        assert y.shape[-1] == (hi - lo) * out_per_frame, (y.shape, lo, hi)
-        pieces.append(y[..., (start - lo) * out_per_frame: (end - lo) * out_per_frame])
-    return torch.cat(pieces, dim=-1)
-
-
-def model_spec(model: nn.Module) -> dict[str, Any] | None:
-    """``{class_path, init_args: {config}}`` for a model whose constructor takes its config dataclass, else None."""
-    config = getattr(model, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        return None
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
-    return {"class_path": f"{type(model).__module__}.{type(model).__qualname__}", "init_args": {"config": values}}
-
-
 def _device(device: str | torch.device) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -170,47 +88,6 @@ def _device(device: str | torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {str(device)!r} requested but MPS is not available; use device='cpu'")
     return device
-
-
-def _load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with one error that lists every missing, unexpected and mis-shaped key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        def head(keys):
-            return f"{keys[:8]}{' …' if len(keys) > 8 else ''}"
-        raise ValueError(
-            f"{source} does not match {type(model).__name__} built from its config: "
-            f"{len(missing)} missing keys {head(missing)}, {len(unexpected)} unexpected keys {head(unexpected)}, "
-            f"{len(mismatched)} shape mismatches (file vs model) {head(mismatched)}"
-        )
-    model.load_state_dict(state, strict=True)
-
-
-def _read_checkpoint(path: Path, use_ema: bool) -> tuple[dict[str, Any], dict[str, Tensor], str]:
-    """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint."""
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # Lightning stores hyper-parameters that only full unpickling restores
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "generator" not in ckpt.get("taae", {}):
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a taae training checkpoint: expected 'state_dict' and 'taae' "
-                         f"(with 'generator') entries, found {keys}")
-    state = ckpt["state_dict"]
-    has_ema = any(k.startswith("ema.model.") for k in state)
-    which = "ema" if use_ema and has_ema else "generator"
-    prefix = "ema.model." if which == "ema" else "generator."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not weights:
-        raise ValueError(f"{path} holds no weights under {prefix!r}")
-    return ckpt["taae"]["generator"], weights, which
 
 
 # -- the codec -------------------------------------------------------------------------------------------------
@@ -263,27 +140,15 @@ class Codec:
             raise FileNotFoundError(f"checkpoint or export not found: {path}")
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
-        spec, state, which = _read_checkpoint(path, use_ema)
+        spec, state, which = read_checkpoint(path, use_ema)
         model = instantiate(spec, f"{path}: taae.generator")
-        _load_strict(model, state, f"{path} ({which} weights)")
+        load_strict(model, state, f"{path} ({which} weights)")
         return cls(model, device=device, spec=spec, weights=which, **kwargs)
 
     @classmethod
     def _load_export(cls, folder: Path, device, **kwargs) -> Codec:
-        from safetensors.torch import load_file
-
+        config, model = read_export(folder)
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        for p in (config_path, weights_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"{folder} is not a taae export: {p.name} is missing")
-        config = json.loads(config_path.read_text())
-        if config.get("format") != EXPORT_FORMAT:
-            raise ValueError(f"{config_path}: format is {config.get('format')!r}, expected {EXPORT_FORMAT!r}")
-        if not 1 <= int(config.get("version", 0)) <= EXPORT_VERSION:
-            raise ValueError(f"{config_path}: export version {config.get('version')!r} is not supported; this "
-                             f"taae reads versions 1 … {EXPORT_VERSION}")
-        model = instantiate(config["generator"], f"{config_path}: generator")
-        _load_strict(model, load_file(str(weights_path)), str(weights_path))
         codec = cls(model, device=device, spec=config["generator"], weights="export", **kwargs)
         if codec.model_hash != config["model_hash"]:
             raise ValueError(f"{weights_path} hashes to {codec.model_hash} but {config_path} records "
@@ -294,22 +159,7 @@ class Codec:
 
     def export(self, folder: str | os.PathLike) -> Path:
         """Write ``config.json`` (generator spec, rates, hash, version, user presets) and ``model.safetensors``."""
-        from safetensors.torch import save_file
-
-        if self.spec is None:
-            raise ValueError(f"cannot export {type(self.model).__name__}: it has no config dataclass; pass spec=")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"model_hash": self.model_hash})
-        config = {
-            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "taae_version": __version__,
-            "generator": self.spec, "weights": self.weights, "model_hash": self.model_hash,
-            "sample_rate": self.sample_rate, "frame_rate": self.frame_rate, "hop_length": self.hop_length,
-            "presets": self._custom_presets,
-        }
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        return folder
+        return write_export(folder, self.model, self.spec, self.weights, self.model_hash, self._custom_presets)
 
     # -- properties ------------------------------------------------------------------------------------------
     @property

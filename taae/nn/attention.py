@@ -16,14 +16,15 @@ visible to query ``i`` iff ``i - left <= j <= i + right``, both ends inclusive, 
 - ``auto``: picks one of the above by device, dtype and N. It never falls back to full attention.
 
 Shapes:
-    B batch, H heads, N tokens, Dh head dim, C query chunk size, W = C + left + right keys seen by one chunk,
-    M number of chunks.
+    B batch, H heads, N tokens, Dh head dim.
+
+This file holds the dispatcher, the input checks and the dense backends; the ``chunked`` backend lives in
+:mod:`taae.nn.chunked_attention`, ``flex`` and ``flash`` in :mod:`taae.nn.fused_attention`.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import operator
 import warnings
@@ -31,7 +32,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+
+from taae.nn.chunked_attention import CHUNKED_GROUP_BYTES as CHUNKED_GROUP_BYTES  # re-exported: tuned from here
+from taae.nn.chunked_attention import MIN_CHUNK_SIZE as MIN_CHUNK_SIZE
+from taae.nn.chunked_attention import _default_chunk_size, chunked_attention
+from taae.nn.fused_attention import _FLEX_ERRORS, _FLEX_OK, _flash, _flash_importable, _flex, _flex_compiles
 
 __all__ = [
     "BACKENDS",
@@ -52,17 +57,6 @@ CPU_DENSE_MAX_TOKENS = 2048
 # (63, 64)): N=1000 dense banded SDPA 0.44 ms vs FlexAttention 0.99 ms; N=16000 FlexAttention 4.2 ms vs dense
 # 51.8 ms. A power law through each pair (dense ~N^1.7, Flex ~N^0.5) crosses near N≈2000.
 CUDA_DENSE_MAX_TOKENS = 2048
-
-# Default query block of the chunked backend: at least the window span, rounded up to a power of two. Each block
-# computes C + left + right scores per query where left + right + 1 are useful, so a small C wastes less work and
-# memory; below ~64 the per-block matmuls get too small to run efficiently.
-MIN_CHUNK_SIZE = 64
-
-# The chunked backend runs its chunks in groups whose scores, key windows and outputs take about this many bytes,
-# per device type. Bigger groups mean fewer, larger kernels; smaller ones less peak memory. CPU: measured at N=16000,
-# H=8, Dh=128, fp32 fwd+bwd on 2 busy cores, 4 / 16 / 128 MiB groups took 17 / 5 / 1.2 s and 312 / 342 / 601 MiB
-# peak RSS (dense sdpa: 2689 MiB). CUDA: ours, large enough that a group is dozens of chunks (few launches).
-CHUNKED_GROUP_BYTES = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -131,18 +125,6 @@ def _band_mask(num_tokens: int, left: int, right: int, device: torch.device) -> 
     return (offset >= -left) & (offset <= right)
 
 
-@functools.lru_cache(maxsize=16)
-def _chunk_mask(chunk: int, left: int, right: int, device: torch.device) -> torch.Tensor:
-    """Band (C, W) of one interior chunk whose keys start ``left`` before its first query."""
-    keys = torch.arange(chunk + left + right, device=device)
-    offset = keys[None, :] - left - torch.arange(chunk, device=device)[:, None]  # (C, W): j - i
-    return (offset >= -left) & (offset <= right)
-
-
-def _default_chunk_size(left: int, right: int) -> int:
-    return max(MIN_CHUNK_SIZE, 1 << (left + right).bit_length())
-
-
 # backends
 
 
@@ -170,103 +152,7 @@ def _sdpa(q, k, v, left, right, scale):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
-def _chunk_group(q, k, v, q_start, k_start, num_tokens, left, right, scale, chunk):
-    """Attention of the queries in ``q`` (global positions from ``q_start``) to their windows in ``k``/``v``.
-
-    ``q`` holds G chunks of C queries (the last may be short); ``k``/``v`` hold every key those chunks can see, from
-    global position ``k_start``. All chunks run in one SDPA call over a chunk axis, each against its own
-    W = C + left + right keys, so the work and memory are G·C·W rather than (G·C)².
-    """
-    b, h, nq, _ = q.shape
-    m = -(-nq // chunk)
-    w = chunk + left + right
-    # Chunk g sees global keys [q_start + g*C - left, q_start + g*C + C + right); pad k/v with zeros so that every
-    # chunk's window exists, then view the overlapping windows (unfold) instead of gathering them.
-    lo = q_start - left
-    pad_front = k_start - lo
-    pad_back = lo + m * chunk + left + right - (k_start + k.shape[-2])
-    k_pad = F.pad(k, (0, 0, pad_front, pad_back))  # (B, H, M*C + left + right, Dh)
-    v_pad = F.pad(v, (0, 0, pad_front, pad_back))
-    k_win = rearrange(k_pad.unfold(2, w, chunk), "b h m d w -> (b h) m w d")  # (B*H, M, W, Dh)
-    v_win = rearrange(v_pad.unfold(2, w, chunk), "b h m d w -> (b h) m w d")
-    q_blk = rearrange(F.pad(q, (0, 0, 0, m * chunk - nq)), "b h (m c) d -> (b h) m c d", c=chunk)  # (B*H, M, C, Dh)
-
-    band = _chunk_mask(chunk, left, right, q.device)  # (C, W), the same for every chunk
-    first_key = lo + torch.arange(m, device=q.device) * chunk  # (M,)
-    key_pos = first_key[:, None] + torch.arange(w, device=q.device)  # (M, W)
-    query_pos = q_start + torch.arange(m * chunk, device=q.device).view(m, chunk)  # (M, C)
-    key_real = (key_pos >= 0) & (key_pos < num_tokens)
-    # Padding rows past the last query are discarded, but they must still see some key: an all-masked row is NaN,
-    # and NaN * 0 would still poison the real rows' gradients. Letting them see padded keys (zeros) is harmless.
-    visible = band & (key_real[:, None, :] | (query_pos >= num_tokens)[:, :, None])  # (M, C, W)
-
-    # The mask goes in 4-D: a 3-D mask sends CPU SDPA to its unfused math path, which materialises the scores.
-    out = F.scaled_dot_product_attention(q_blk, k_win, v_win, attn_mask=visible[None], scale=scale)  # (B*H, M, C, Dh)
-    return rearrange(out, "(b h) m c d -> b h (m c) d", b=b)[:, :, :nq]
-
-
-def _chunk_groups(q, left, right, chunk):
-    """Split the queries into groups of whole chunks sized so one group's scores fit in CHUNKED_GROUP_BYTES."""
-    b, h, n, dh = q.shape
-    w = chunk + left + right
-    per_chunk = b * h * (chunk * w + 2 * w * dh + 2 * chunk * dh) * max(q.element_size(), 4)
-    budget = CHUNKED_GROUP_BYTES.get(q.device.type, CHUNKED_GROUP_BYTES["cpu"])
-    group = chunk * max(1, budget // per_chunk)
-    for q_start in range(0, n, group):
-        q_end = min(n, q_start + group)
-        yield q_start, q_end, max(0, q_start - left), min(n, q_end + right)
-
-
-def _autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
-    try:
-        return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
-    except (TypeError, AttributeError):  # torch < 2.4 spells these per device
-        return (torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()) if device_type == "cuda" else (False, None)
-
-
-class _ChunkedAttention(torch.autograd.Function):
-    """Chunked windowed attention that stores only q, k, v for backward and recomputes each group there.
-
-    Plain autograd through the group loop would keep every group's scores alive until backward (O(N·W) memory
-    again) and turn each k/v slice's gradient into a full-size zero tensor (O(N²/C) time). Recomputing one group at
-    a time keeps the extra memory at a single group, at the cost of one more forward pass.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, left, right, scale, chunk):
-        n = q.shape[-2]
-        out = torch.empty_like(q)
-        for q_start, q_end, k_start, k_end in _chunk_groups(q, left, right, chunk):
-            out[:, :, q_start:q_end] = _chunk_group(
-                q[:, :, q_start:q_end], k[:, :, k_start:k_end], v[:, :, k_start:k_end],
-                q_start, k_start, n, left, right, scale, chunk,
-            )  # fmt: skip
-        ctx.save_for_backward(q, k, v)
-        ctx.args = (left, right, scale, chunk)
-        ctx.autocast = _autocast_state(q.device.type)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        q, k, v = ctx.saved_tensors
-        left, right, scale, chunk = ctx.args
-        n = q.shape[-2]
-        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-        enabled, dtype = ctx.autocast
-        with torch.enable_grad(), torch.autocast(q.device.type, dtype=dtype, enabled=enabled):
-            for q_start, q_end, k_start, k_end in _chunk_groups(q, left, right, chunk):
-                qg = q[:, :, q_start:q_end].detach().requires_grad_()
-                kg = k[:, :, k_start:k_end].detach().requires_grad_()
-                vg = v[:, :, k_start:k_end].detach().requires_grad_()
-                out = _chunk_group(qg, kg, vg, q_start, k_start, n, left, right, scale, chunk)
-                gq, gk, gv = torch.autograd.grad(out, (qg, kg, vg), grad_out[:, :, q_start:q_end])
-                dq[:, :, q_start:q_end] = gq
-                dk[:, :, k_start:k_end] += gk  # neighbouring groups share halo keys
-                dv[:, :, k_start:k_end] += gv
-        return dq, dk, dv, None, None, None, None
-
-
+# The chunked backend's routing stays next to `_sdpa` so that chunked_attention.py never imports from this file.
 def _chunked(q, k, v, left, right, scale, chunk_size=None):
     n = q.shape[-2]
     chunk = chunk_size or _default_chunk_size(left, right)
@@ -274,42 +160,10 @@ def _chunked(q, k, v, left, right, scale, chunk_size=None):
         # An unbounded side (or a single chunk) leaves nothing to skip: the halo would hold every key anyway, and
         # the dense path is the same computation without it.
         return _sdpa(q, k, v, left, right, scale)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return _ChunkedAttention.apply(q, k, v, left, right, scale, chunk)
-    return torch.cat(
-        [
-            _chunk_group(q[:, :, qs:qe], k[:, :, ks:ke], v[:, :, ks:ke], qs, ks, n, left, right, scale, chunk)
-            for qs, qe, ks, ke in _chunk_groups(q, left, right, chunk)
-        ],
-        dim=2,
-    )
+    return chunked_attention(q, k, v, left, right, scale, chunk)
 
 
-_FLASH_AVAILABLE: bool | None = None
-
-
-def _flash_importable() -> bool:
-    global _FLASH_AVAILABLE
-    if _FLASH_AVAILABLE is None:
-        _FLASH_AVAILABLE = importlib.util.find_spec("flash_attn") is not None
-    return _FLASH_AVAILABLE
-
-
-def _flash(q, k, v, left, right, scale):
-    from flash_attn import flash_attn_func
-
-    # flash-attn takes (B, N, H, Dh); -1 is its "unbounded" spelling.
-    n = q.shape[-2]
-    q, k, v = (rearrange(t, "b h n d -> b n h d") for t in (q, k, v))
-    window = (-1 if left >= n - 1 else left, -1 if right >= n - 1 else right)
-    out = flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=scale, causal=False, window_size=window)
-    return rearrange(out, "b n h d -> b h n d")
-
-
-# FlexAttention: compiled lazily, once per process, and only trusted after a probe call compiled for real.
-_FLEX_COMPILED = None
-_FLEX_OK: dict[tuple[torch.device, torch.dtype, int], bool] = {}
-_FLEX_ERRORS: dict[tuple[torch.device, torch.dtype, int], str] = {}
+# Run-time fallbacks: the dispatcher decides what runs instead of a backend that failed, and says so once.
 _WARNED: set[str] = set()
 
 
@@ -317,73 +171,6 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _WARNED:
         _WARNED.add(key)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-def _flex_fn():
-    global _FLEX_COMPILED
-    if _FLEX_COMPILED is None:
-        from torch.nn.attention.flex_attention import flex_attention
-
-        # fullgraph=True turns graph breaks into errors instead of a silent partial (and slow) eager run.
-        _FLEX_COMPILED = torch.compile(flex_attention, fullgraph=True)
-    return _FLEX_COMPILED
-
-
-@functools.lru_cache(maxsize=8)
-def _flex_block_mask(num_tokens: int, left: int, right: int, device: torch.device):
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    def band(b, h, q_idx, kv_idx):
-        offset = kv_idx - q_idx
-        return (offset >= -left) & (offset <= right)
-
-    return create_block_mask(band, B=None, H=None, Q_LEN=num_tokens, KV_LEN=num_tokens, device=device)
-
-
-def _flex_compiles(device: torch.device, dtype: torch.dtype, head_dim: int = 128) -> bool:
-    """Run a small forward+backward through the compiled FlexAttention once; any error or fallback warning fails.
-
-    ``torch.compile(flex_attention)`` can fail and then run the unfused eager implementation, which is correct
-    but materialises (N, N) scores and is many times slower, so a compile that merely returns is not proof. The
-    kernel's tiling depends on the head dim (128 in TAAE), so the probe uses the caller's.
-    """
-    key = (device, dtype, head_dim)
-    if key in _FLEX_OK:
-        return _FLEX_OK[key]
-    ok, reason = False, ""
-    if device.type != "cuda":
-        reason = f"FlexAttention runs only on CUDA here (it has no backward on CPU), got device {device}"
-    elif importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
-        reason = f"torch {torch.__version__} has no torch.nn.attention.flex_attention"
-    else:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                n = 256
-                shape = (1, 2, n, head_dim)
-                q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
-                out = _flex_fn()(q, k, v, block_mask=_flex_block_mask(n, 3, 5, device))
-                out.sum().backward()
-                torch.cuda.synchronize(device)
-            signs = ("fall back", "fallback", "unfused", "without torch.compile")
-            fallback = [str(w.message) for w in caught if any(s in str(w.message).lower() for s in signs)]
-            ok = not fallback
-            reason = "; ".join(fallback)
-        except Exception as err:  # a failed compile can raise almost anything (backend, Triton, lowering errors)
-            reason = f"{type(err).__name__}: {err}"
-    _FLEX_OK[key] = ok
-    _FLEX_ERRORS[key] = reason
-    return ok
-
-
-def _flex(q, k, v, left, right, scale):
-    block_mask = _flex_block_mask(q.shape[-2], left, right, q.device)
-    if torch.compiler.is_compiling():
-        # Inside a caller's torch.compile region the outer compile fuses it; nesting another compile is pointless.
-        from torch.nn.attention.flex_attention import flex_attention
-
-        return flex_attention(q, k, v, block_mask=block_mask, scale=scale)
-    return _flex_fn()(q, k, v, block_mask=block_mask, scale=scale)
 
 
 def _flex_fallback(q, k, v, left, right, scale, chunk_size):

@@ -1,0 +1,144 @@
+"""Codec weights on disk: the export format (read and write), Lightning checkpoints (read) and the weights hash.
+
+An export is a folder with ``config.json`` (generator spec, rates, hash, format version, user presets) and
+``model.safetensors``; it executes no code when loaded. A Lightning ``.ckpt`` is unpickled: read only checkpoints
+you trust. Both carry the generator's ``{class_path, init_args: {config}}`` spec, so loading never needs the YAML,
+and both load strictly, reporting every missing, unexpected or mis-shaped key (spec §15 item 8).
+:class:`taae.codec.Codec` loads and exports through these functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from taae import __version__
+from taae.models import instantiate
+
+__all__ = [
+    "CONFIG_NAME",
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "WEIGHTS_NAME",
+    "load_strict",
+    "model_spec",
+    "read_checkpoint",
+    "read_export",
+    "weights_hash",
+    "write_export",
+]
+
+EXPORT_FORMAT = "taae-export"
+EXPORT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def weights_hash(state_dict: dict[str, Tensor]) -> str:
+    """First 16 hex digits of a sha256 over every entry (name, dtype, shape, bytes) in sorted key order."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    """``{class_path, init_args: {config}}`` for a model whose constructor takes its config dataclass, else None."""
+    config = getattr(model, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return None
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {"class_path": f"{type(model).__module__}.{type(model).__qualname__}", "init_args": {"config": values}}
+
+
+def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one error that lists every missing, unexpected and mis-shaped key."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        def head(keys):
+            return f"{keys[:8]}{' …' if len(keys) > 8 else ''}"
+        raise ValueError(
+            f"{source} does not match {type(model).__name__} built from its config: "
+            f"{len(missing)} missing keys {head(missing)}, {len(unexpected)} unexpected keys {head(unexpected)}, "
+            f"{len(mismatched)} shape mismatches (file vs model) {head(mismatched)}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def read_checkpoint(path: Path, use_ema: bool) -> tuple[dict[str, Any], dict[str, Tensor], str]:
+    """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint."""
+    try:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # Lightning stores hyper-parameters that only full unpickling restores
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "generator" not in ckpt.get("taae", {}):
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a taae training checkpoint: expected 'state_dict' and 'taae' "
+                         f"(with 'generator') entries, found {keys}")
+    state = ckpt["state_dict"]
+    has_ema = any(k.startswith("ema.model.") for k in state)
+    which = "ema" if use_ema and has_ema else "generator"
+    prefix = "ema.model." if which == "ema" else "generator."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"{path} holds no weights under {prefix!r}")
+    return ckpt["taae"]["generator"], weights, which
+
+
+def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
+    """(``config.json`` contents, generator with the export's weights) of an export folder; checks format, version
+    and keys, not the hash (the caller compares ``config["model_hash"]`` with the loaded model's)."""
+    from safetensors.torch import load_file
+
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for p in (config_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{folder} is not a taae export: {p.name} is missing")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{config_path}: format is {config.get('format')!r}, expected {EXPORT_FORMAT!r}")
+    if not 1 <= int(config.get("version", 0)) <= EXPORT_VERSION:
+        raise ValueError(f"{config_path}: export version {config.get('version')!r} is not supported; this "
+                         f"taae reads versions 1 … {EXPORT_VERSION}")
+    model = instantiate(config["generator"], f"{config_path}: generator")
+    load_strict(model, load_file(str(weights_path)), str(weights_path))
+    return config, model
+
+
+def write_export(folder: str | os.PathLike, model: nn.Module, spec: dict[str, Any] | None, weights: str,
+                 model_hash: str, presets: dict[str, dict[str, Any]]) -> Path:
+    """Write ``config.json`` (generator spec, rates, hash, version, user presets) and ``model.safetensors``."""
+    from safetensors.torch import save_file
+
+    if spec is None:
+        raise ValueError(f"cannot export {type(model).__name__}: it has no config dataclass; pass spec=")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"model_hash": model_hash})
+    config = {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "taae_version": __version__,
+        "generator": spec, "weights": weights, "model_hash": model_hash,
+        "sample_rate": int(model.sample_rate), "frame_rate": float(model.frame_rate),
+        "hop_length": int(model.hop_length), "presets": presets,
+    }
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return folder
