@@ -200,7 +200,10 @@ def test_every_config_is_listed():
 def test_config_builds_generator(name):
     cfg = _load(name)
     assert cfg["model"]["class_path"] == "taae.training.CodecModule" and "seed_everything" in cfg
-    assert "data" not in cfg and "trainer" not in cfg  # composed from other --config files
+    if name == "tiny":  # a complete CPU experiment on the demo set
+        assert cfg["data"]["init_args"]["train"] == "data/demo/train" and cfg["trainer"]["accelerator"] == "cpu"
+    else:
+        assert "data" not in cfg and "trainer" not in cfg  # composed from other --config files
     args = cfg["model"]["init_args"]
     if name == "tiny":
         model = _instantiate_generator(args["generator"])

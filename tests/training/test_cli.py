@@ -15,7 +15,8 @@ def _data_args(folder, segment=3200):
     for i in range(3):
         sf.write(folder / f"u{i}.wav", synth_speech(0.3, 16000, seed=i)[0].numpy(), 16000)
     return ["--data.class_path", "taae.data.AudioDataModule", "--data.init_args.train", str(folder),
-            "--data.init_args.segment_length", str(segment), "--data.init_args.batch_size", "2"]
+            "--data.init_args.segment_length", str(segment), "--data.init_args.batch_size", "2",
+            "--data.init_args.val", "null", "--data.init_args.test", "null", "--data.init_args.num_workers", "0"]
 
 
 def _trainer_args(tmp_path):
