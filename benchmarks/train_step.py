@@ -81,7 +81,8 @@ def main() -> None:
     from taae.training import CodecModule
 
     module = CodecModule(**init)
-    samples = int(args.seconds * module.generator.sample_rate) // module.generator.hop_length * module.generator.hop_length
+    hop = module.generator.hop_length
+    samples = int(args.seconds * module.generator.sample_rate) // hop * hop
     precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
     timer = _Timer()
     trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, precision=precision,
@@ -96,10 +97,11 @@ def main() -> None:
     memory = (torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"| config | device | precision | generator | discriminator | batch | s/batch | audio s/s | peak memory |")
+    print("| config | device | precision | generator | discriminator | batch | s/batch | audio s/s | peak memory |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {' + '.join(args.config)} | {device} | {precision} | {gen / 1e6:.1f} M | {disc / 1e6:.2f} M | "
-          f"{args.batch_size}×{samples / module.generator.sample_rate:.2f} s | {step:.3f} | {audio_seconds / step:.1f} | "
+          f"{args.batch_size}×{samples / module.generator.sample_rate:.2f} s | {step:.3f} | "
+          f"{audio_seconds / step:.1f} | "
           f"{memory:.2f} GiB{' (CUDA allocated)' if args.device == 'cuda' else ' (peak RSS)'} |")
     if hasattr(module.generator, "config") and hasattr(module.generator.config, "widths") and args.device == "cuda":
         from taae.scaling.ladder import train_flops_per_second

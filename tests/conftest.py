@@ -40,5 +40,14 @@ def synth_speech(seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) 
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (for tiny tensors, where a second thread only adds overhead)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def speech():
     return synth_speech

@@ -72,7 +72,8 @@ class TokenSpec:
             raise TypeError(f"tokens must be an integer tensor, got {tokens.dtype}")
         if tokens.dim() != 3 or tokens.shape[1] != self.tokens_per_frame:
             raise ValueError(
-                f"preset {self.name!r} expects tokens of shape (B, {self.tokens_per_frame}, S), got {tuple(tokens.shape)}"
+                f"preset {self.name!r} expects tokens of shape (B, {self.tokens_per_frame}, S), "
+                f"got {tuple(tokens.shape)}"
             )
         for k, vocab in enumerate(self.vocab_sizes):
             row = tokens[:, k]

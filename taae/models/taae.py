@@ -88,7 +88,9 @@ class TAAEConfig:
             raise ValueError(f"decoder_depths needs {len(self.depths)} entries, got {len(self.decoder_depths)}")
         for w in self.widths:
             if w <= 0 or w % self.head_dim:
-                raise ValueError(f"widths: every width must be a positive multiple of head_dim={self.head_dim}, got {w}")
+                raise ValueError(
+                    f"widths: every width must be a positive multiple of head_dim={self.head_dim}, got {w}"
+                )
         if any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be >= 1, got {self.strides}")
         if any(d < 0 for d in self.depths):

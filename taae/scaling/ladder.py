@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
             sizes.append(counts[name])
             values.append(_metric(report, args.preset, args.metric, path))
         law = fit_power_law(sizes, values)
-        print(f"\n{args.metric} ≈ {law.coefficient:.4g} · N^{law.exponent:.4f}  (R² = {law.r2:.3f}, {len(sizes)} sizes)")
+        print(f"\n{args.metric} ≈ {law.coefficient:.4g} · N^{law.exponent:.4f}  "
+              f"(R² = {law.r2:.3f}, {len(sizes)} sizes)")
 
 
 def _metric(report: dict, preset: str, metric: str, path: str) -> float:

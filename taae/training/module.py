@@ -29,6 +29,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.nn.utils import clip_grad_norm_
 
+from taae import __version__
+from taae.eval.metrics import si_sdr
 from taae.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
@@ -36,7 +38,6 @@ from taae.losses import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from taae import __version__
 from taae.training.ema import EMA
 
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
@@ -160,14 +161,18 @@ class CodecModule(L.LightningModule):
                 )
         rate = getattr(datamodule, "sample_rate", None)
         if rate is not None and rate != self.generator.sample_rate:
-            raise ValueError(f"data.sample_rate={rate} differs from the model's sample_rate {self.generator.sample_rate}")
+            raise ValueError(
+                f"data.sample_rate={rate} differs from the model's sample_rate {self.generator.sample_rate}"
+            )
 
     def configure_optimizers(self):
         def adamw(params):
             return torch.optim.AdamW(params, lr=1e-4, betas=(0.8, 0.99))
 
         opt_g = (self.optimizer_g or adamw)(self.generator.parameters())
-        opt_d = (self.optimizer_d or adamw)(self.discriminator.parameters() if self.discriminator else [nn.Parameter(torch.zeros(()))])
+        # Without a discriminator, D's optimiser holds one unused scalar so that both step counts stay aligned.
+        d_params = self.discriminator.parameters() if self.discriminator else [nn.Parameter(torch.zeros(()))]
+        opt_d = (self.optimizer_d or adamw)(d_params)
         schedulers = [s(o) for s, o in ((self.scheduler_g, opt_g), (self.scheduler_d, opt_d)) if s is not None]
         return [opt_g, opt_d], [{"scheduler": s, "interval": "step"} for s in schedulers]
 
@@ -268,7 +273,8 @@ class CodecModule(L.LightningModule):
         for opt in self.optimizers():
             opt.zero_grad(set_to_none=True)
         self.log("train/nan_skips", self.nan_skips.float())
-        self.print(f"non-finite {where} at batch {int(self.generator_steps)}: step skipped ({int(self.nan_skips)} so far)")
+        self.print(f"non-finite {where} after {int(self.generator_steps)} generator steps: step skipped "
+                   f"({int(self.nan_skips)} so far)")
 
     @staticmethod
     def _clip(params, max_norm: float | None) -> Tensor:
@@ -289,7 +295,7 @@ class CodecModule(L.LightningModule):
             "val/mel": self.mel_loss(recon, wav),
             "val/stft": self.stft_loss(recon, wav),
             "val/waveform": (recon - wav).abs().mean(),
-            "val/si_sdr": _si_sdr(recon, wav).mean(),
+            "val/si_sdr": si_sdr(recon, wav).mean().float(),
         }
         self.log("val/mel", metrics.pop("val/mel"), prog_bar=True, batch_size=wav.shape[0], sync_dist=True)
         self.log_dict(metrics, batch_size=wav.shape[0], sync_dist=True)
@@ -355,14 +361,3 @@ def generator_spec(generator: nn.Module) -> dict[str, Any]:
         raise TypeError(f"{cls.__name__} has no dataclass `config`; it cannot be rebuilt from a checkpoint")
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {"config": values}}
-
-
-def _si_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:
-    """Scale-invariant SDR in dB per item, (B, 1, T) → (B,)."""
-    estimate, reference = estimate.flatten(1).double(), reference.flatten(1).double()
-    estimate = estimate - estimate.mean(-1, keepdim=True)
-    reference = reference - reference.mean(-1, keepdim=True)
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * reference
-    noise = estimate - target
-    return (10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))).float()

@@ -20,13 +20,7 @@ NATIVE_BPS = {"dac16k": 6000, "tiny": 1600, "400bps": 400, "700bps": 700, "1000b
 TINY = dict(encoder_dim=4, decoder_dim=32, n_codebooks=4, codebook_size=64, codebook_dim=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These convs are tiny: handing them to a second thread costs more than the work (and stalls on a busy box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread costs more than the work
 
 
 @pytest.fixture

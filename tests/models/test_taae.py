@@ -23,7 +23,8 @@ def test_patching_round_trip_is_exact():
 
 def test_default_config_is_the_paper_reading():
     c = TAAEConfig()
-    assert (c.patch_size, c.hop_length, c.latent_dim, c.fsq_levels, c.window, c.head_dim) == (320, 640, 6, 17, (63, 64), 128)
+    paper = (c.patch_size, c.hop_length, c.latent_dim, c.fsq_levels, c.window, c.head_dim)
+    assert paper == (320, 640, 6, 17, (63, 64), 128)
     assert c.norm_eps == 1e-2 and c.layer_scale_init == 1e-5 and c.dither_prob == 0.5
     assert TAAE(TAAEConfig(stem_width=128, widths=(128, 128), depths=(0, 0))).frame_rate == 25.0
 

@@ -11,13 +11,7 @@ from taae.quantizers.rvq import ResidualVectorQuantizer
 B, D, S, K, SIZE = 16, 12, 5, 6, 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second thread costs more than the work (and stalls on a busy box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread costs more than the work
 
 
 @pytest.fixture

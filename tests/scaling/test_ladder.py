@@ -1,6 +1,6 @@
 import pytest
 
-from taae.scaling.ladder import fit_power_law, ladder, ROOT
+from taae.scaling.ladder import ROOT, fit_power_law, ladder
 
 
 def test_power_law_fit_recovers_a_known_exponent():
