@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,6 +38,17 @@ def synth_speech(seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) 
     noise = 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
     wav = 0.3 * envelope * voiced / 3 + noise
     return wav.float().unsqueeze(0)
+
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def demo_speech() -> torch.Tensor:
+    """A real prompt from the demo speech set (1, T) at 16 kHz, loudness-normalised like every codec input."""
+    from taae.audio import load_audio, preprocess
+
+    wav, rate = load_audio(ASSETS / "speech_call_fwd.wav")
+    return preprocess(wav, rate, 16000)
 
 
 @pytest.fixture

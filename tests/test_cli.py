@@ -82,3 +82,29 @@ def test_help():
     assert result.returncode == 0
     for verb in ("encode", "decode", "info", "export"):
         assert verb in result.stdout
+
+
+def test_round_trip_of_demo_speech_through_a_freshly_trained_checkpoint(tmp_path):
+    from taae.training.cli import TaaeCLI
+    from tests.conftest import ASSETS
+
+    speech = ASSETS / "speech_call_fwd.wav"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.wav").write_bytes(speech.read_bytes())
+    cli = TaaeCLI(args=[
+        "fit", "--config", "configs/taae/tiny.yaml", "--data.class_path", "taae.data.AudioDataModule",
+        "--data.init_args.train", str(tmp_path / "data"), "--data.init_args.segment_length", "3200",
+        "--data.init_args.batch_size", "1", "--trainer.max_steps", "4", "--trainer.logger", "false",
+        "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.accelerator", "cpu"])
+    checkpoint = tmp_path / "last.ckpt"
+    cli.trainer.save_checkpoint(checkpoint)
+    assert int(cli.model.generator_steps) == 2
+
+    for preset in ("400bps", "700bps", "1000bps"):
+        out = tmp_path / f"{preset}.npz"
+        assert main(["encode", str(speech), str(out), "-c", str(checkpoint), "--preset", preset]) == 0
+        assert main(["decode", str(out), str(tmp_path / f"{preset}.wav"), "-c", str(checkpoint)]) == 0
+        decoded, rate = sf.read(tmp_path / f"{preset}.wav")
+        assert rate == 16000 and len(decoded) == sf.info(speech).frames
+        assert np.isfinite(decoded).all() and np.abs(decoded).max() > 0

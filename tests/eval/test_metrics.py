@@ -24,11 +24,11 @@ ALL = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi")
 
 @pytest.fixture(scope="module")
 def scores():
-    """Metrics of identity and of white noise at 20, 10, 0 dB on 2 s of speech-like audio (computed once)."""
-    from tests.conftest import synth_speech
+    """Metrics of identity and of white noise at 20, 10, 0 dB on a demo speech file (computed once)."""
+    from tests.conftest import demo_speech
 
     available, _ = optional_metrics_status(mos=False)
-    ref = synth_speech(2.0, SR, seed=1)
+    ref = demo_speech()
     out = {"identity": compute_metrics(ref.clone(), ref, SR, available)}
     for snr in (20, 10, 0):
         out[snr] = compute_metrics(AddNoise(snr).process(ref).audio, ref, SR, available)
