@@ -9,7 +9,6 @@ and both load strictly, reporting every missing, unexpected or mis-shaped key (s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from taae import __version__
-from taae.models import instantiate
+from taae.models import instantiate, model_spec
 
 __all__ = [
     "CONFIG_NAME",
@@ -51,15 +50,6 @@ def weights_hash(state_dict: dict[str, Tensor]) -> str:
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def model_spec(model: nn.Module) -> dict[str, Any] | None:
-    """``{class_path, init_args: {config}}`` for a model whose constructor takes its config dataclass, else None."""
-    config = getattr(model, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        return None
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
-    return {"class_path": f"{type(model).__module__}.{type(model).__qualname__}", "init_args": {"config": values}}
 
 
 def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:

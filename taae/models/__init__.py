@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,18 @@ def instantiate(spec: dict[str, Any], where: str = "config") -> Any:
             value = [instantiate(v, f"{where}.init_args.{key}[{i}]") for i, v in enumerate(value)]
         args[key] = value
     return cls(**args)
+
+
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    """The inverse of ``instantiate`` for a codec model: ``{class_path, init_args: {config: {...}}}``.
+
+    Works for any model whose constructor takes its config dataclass (TAAE, RVQGAN); None otherwise.
+    """
+    config = getattr(model, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return None
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {"class_path": f"{type(model).__module__}.{type(model).__qualname__}", "init_args": {"config": values}}
 
 
 def generator_spec(config: dict[str, Any]) -> dict[str, Any]:

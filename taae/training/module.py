@@ -19,8 +19,8 @@ steps).
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -31,6 +31,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from taae import __version__
 from taae.eval.metrics import si_sdr
+from taae.export import load_strict
 from taae.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
@@ -38,6 +39,7 @@ from taae.losses import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from taae.models import model_spec
 from taae.training.ema import EMA
 
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
@@ -307,7 +309,11 @@ class CodecModule(L.LightningModule):
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The generator's own description, so `Codec.load` rebuilds it without the YAML or Lightning's hparams.
-        checkpoint["taae"] = {"generator": generator_spec(self.generator), "version": __version__}
+        spec = model_spec(self.generator)
+        if spec is None:
+            raise TypeError(f"{type(self.generator).__name__} has no dataclass `config`: it cannot be rebuilt "
+                            "from a checkpoint")
+        checkpoint["taae"] = {"generator": spec, "version": __version__}
         # Global RNG drives the FSQ dither and quantizer dropout; without it a resumed run diverges at once.
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -325,23 +331,22 @@ class CodecModule(L.LightningModule):
             self._pending_rng = None
 
     def load_weights(self, path: str) -> None:
-        """Initialise generator (and matching discriminator) weights from a checkpoint, reporting mismatches."""
+        """Initialise the generator (strictly) and the discriminator (tensors whose shapes match) from a checkpoint."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model.init_weights_from: no such checkpoint: {path}")
         state = torch.load(path, map_location="cpu", weights_only=False)
         state = state.get("state_dict", state)
-        loaded = 0
-        for prefix, module in (("generator.", self.generator), ("discriminator.", self.discriminator)):
-            if module is None:
-                continue
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not sub:
-                if prefix == "generator.":
-                    raise ValueError(f"model.init_weights_from={path!r} holds no generator weights")
-                continue
-            result = module.load_state_dict(sub, strict=prefix == "generator.")
-            loaded += len(sub)
-            if result.missing_keys or result.unexpected_keys:
-                self.print(f"{prefix[:-1]} weights from {path}: missing {result.missing_keys}, "
-                           f"unexpected {result.unexpected_keys}")
+        generator = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
+        if not generator:
+            raise ValueError(f"model.init_weights_from={path!r} holds no generator weights")
+        load_strict(self.generator, generator, f"model.init_weights_from={path}")
+        if self.discriminator is not None:
+            own = self.discriminator.state_dict()
+            found = {k.removeprefix("discriminator."): v for k, v in state.items() if k.startswith("discriminator.")}
+            matching = {k: v for k, v in found.items() if k in own and own[k].shape == v.shape}
+            self.discriminator.load_state_dict(matching, strict=False)
+            if len(matching) < len(own):
+                self.print(f"discriminator: {len(matching)} of {len(own)} tensors initialised from {path}")
         if self.ema is not None:
             self.ema.model.load_state_dict(self.generator.state_dict())
 
@@ -351,13 +356,3 @@ class CodecModule(L.LightningModule):
         if wav.dim() == 2:
             wav = wav.unsqueeze(1)
         return wav
-
-
-def generator_spec(generator: nn.Module) -> dict[str, Any]:
-    """``{class_path, init_args: {config: {...}}}`` for a model whose constructor takes its config dataclass."""
-    cls = type(generator)
-    config = getattr(generator, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        raise TypeError(f"{cls.__name__} has no dataclass `config`; it cannot be rebuilt from a checkpoint")
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {"config": values}}

@@ -166,3 +166,20 @@ def test_loss_weight_validation():
         make_module(adversarial_loss="wgan")
     with pytest.raises(ValueError, match="perceptual"):
         make_module(loss_weights={"mel": 1.0, "perceptual": 1.0})
+
+
+def test_init_weights_from_copies_the_generator_and_starts_fresh(tmp_path):
+    data_dir = write_speech(tmp_path / "data", 4)
+    trained = make_module()
+    run = trainer(tmp_path / "a", 4)
+    run.fit(trained, make_data(data_dir))
+    run.save_checkpoint(tmp_path / "trained.ckpt")
+
+    fresh = make_module(init_weights_from=str(tmp_path / "trained.ckpt"))
+    for (name, a), (_, b) in zip(trained.generator.state_dict().items(), fresh.generator.state_dict().items()):
+        assert torch.equal(a, b), name
+    for a, b in zip(trained.discriminator.parameters(), fresh.discriminator.parameters()):
+        assert torch.equal(a, b)
+    assert int(fresh.generator_steps) == 0  # counters and optimisers start over
+    with pytest.raises(FileNotFoundError, match="init_weights_from"):
+        make_module(init_weights_from=str(tmp_path / "missing.ckpt"))
