@@ -13,8 +13,9 @@ from taae.losses.spectral import mel_spectrogram
 
 
 class AudioSamples(L.Callback):
-    """Keep the first validation batch's clips; write them as wav under ``<log_dir>/samples/step_<N>/`` and, with
-    a TensorBoard logger, as audio and log-mel images (reference once, reconstructions every validation).
+    """Keep the first validation batch's clips and write them as wav under ``<default_root_dir>/samples/``
+    (``reference/`` once, ``step_<N>/`` at every validation) and, with a TensorBoard logger, as audio and log-mel
+    images.
 
     Args:
         n_fft, hop_length, n_mels: the spectrogram drawn for the images.
@@ -36,7 +37,7 @@ class AudioSamples(L.Callback):
             return
         sample_rate = pl_module.generator.sample_rate
         step = int(pl_module.generator_steps)
-        root = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        root = Path(trainer.default_root_dir) / "samples"
         kinds = ["reconstruction"] if self._references_logged else ["reference", "reconstruction"]
         experiment = _tensorboard(trainer)
         for kind in kinds:

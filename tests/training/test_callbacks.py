@@ -1,0 +1,31 @@
+import lightning as L
+import soundfile as sf
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from taae.training.callbacks import AudioSamples
+from tests.training.test_module import make_data, make_module, write_speech
+
+
+def test_audio_samples_are_written_and_logged(tmp_path):
+    data = make_data(write_speech(tmp_path / "data", 3), val=str(tmp_path / "data"))
+    module = make_module()
+    module.num_audio_samples = 2
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[AudioSamples(n_fft=256, hop_length=64, n_mels=32)],
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.validate(module, data)
+    samples = tmp_path / "samples"
+    assert sorted(p.name for p in (samples / "reference").iterdir()) == ["clip_0.wav", "clip_1.wav"]
+    recon = samples / "step_0000000" / "clip_0.wav"
+    wav, rate = sf.read(recon)
+    assert rate == 16000 and len(wav) == 1280 and abs(wav).max() > 0
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_mel_image_is_normalised_with_low_frequencies_at_the_bottom():
+    image = AudioSamples(n_fft=256, hop_length=64, n_mels=32)._mel_image(
+        torch.sin(torch.arange(4000) * 2 * torch.pi * 200 / 16000).unsqueeze(0), 16000)
+    assert image.shape[0] == 1 and image.min() >= 0 and image.max() == 1
+    energy = image[0].mean(dim=1)
+    assert energy[-8:].mean() > energy[:8].mean()  # a 200 Hz tone lights up the bottom rows
