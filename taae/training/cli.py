@@ -27,5 +27,13 @@ class TaaeCLI(LightningCLI):
         )
 
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI would re-parse the module's saved hyper-parameters from --ckpt_path over the YAML. CodecModule
+        # keeps its injected generator, discriminator and losses out of them (they are modules, not settings), so
+        # that re-parse would drop the generator. The YAML stays the experiment: a resumed run is built from the
+        # config given, and the checkpoint's weights must then load into it (Lightning's strict load says so if not).
+        return
+
+
 def main(args=None) -> TaaeCLI:
     return TaaeCLI(args=args)

@@ -58,3 +58,17 @@ def test_one_module_class_trains_both_families(tmp_path, config):
     assert type(cli.model) is CodecModule  # no subclass per family
     assert int(cli.model.generator_steps) == 1  # max_steps counts G and D steps
     assert int(cli.model.nan_skips) == 0
+
+
+def test_resume_from_the_command_line(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    callbacks = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+                 f"--trainer.callbacks.dirpath={ckpt}", "--trainer.callbacks.filename=last",
+                 "--trainer.callbacks.every_n_train_steps=4"]
+    trainer_args = _trainer_args(tmp_path)
+    i = trainer_args.index("--trainer.enable_checkpointing")
+    base = ["fit", *TINY, *_data_args(tmp_path / "d"), *trainer_args[:i], *trainer_args[i + 2:]]
+    first = TaaeCLI(args=[*base, "--trainer.max_steps", "4", *callbacks])
+    assert int(first.model.generator_steps) == 2 and (ckpt / "last.ckpt").is_file()
+    resumed = TaaeCLI(args=[*base, "--trainer.max_steps", "8", "--ckpt_path", str(ckpt / "last.ckpt")])
+    assert int(resumed.model.generator_steps) == 4  # continued from 2, not restarted
