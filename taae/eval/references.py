@@ -238,7 +238,9 @@ class CodecSystem(System):
         self.codec, self.preset, self.spec = codec, resolved, presets[resolved]
         self.device = torch.device(device if device is not None else getattr(codec, "device", "cpu"))
         self.bitrate = float(self.spec.bitrate)
-        self.name = f"taae_{preset}"
+        # Rows are named after the model family ("taae_700bps", "rvqgan_2q"), so both can share one report.
+        family = type(codec.model).__name__.lower() if hasattr(codec, "model") else "codec"
+        self.name = f"{family}_{preset}"
         self.encode_watch, self.decode_watch = Stopwatch(self.device), Stopwatch(self.device)
 
     @torch.inference_mode()

@@ -108,7 +108,7 @@ class _FakeCodec:
 def test_codec_system(speech):
     ref = speech(0.5, SR)
     sysm = CodecSystem(_FakeCodec(), "native")
-    assert sysm.name == "taae_native" and sysm.bitrate == 300 and not sysm.in_worker
+    assert sysm.name == "codec_native" and sysm.bitrate == 300 and not sysm.in_worker
     out = sysm.process(ref)
     assert out.audio.shape == ref.shape and out.tokens.shape == (1, 2, 25)
     assert out.seconds >= out.encode_seconds >= 0
