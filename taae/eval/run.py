@@ -7,42 +7,41 @@ compared at exactly the input length: a length mismatch is an error for that fil
 (reference codecs may differ by a few samples, recorded per file, see ``references.py``).
 
 Model inference runs in the main process; reference codecs and the CPU-bound metrics (PESQ, STOI, mel/STFT,
-DNSMOS) run in a pool of worker processes. A file that fails (unreadable, a system error, a metric error) is
-reported and counted, never fatal.
+DNSMOS) run in a pool of worker processes (``scoring.py``). A file that fails (unreadable, a system error, a
+metric error) is reported and counted, never fatal. File listing and reference loading live in ``inputs.py``;
+this module holds the run's configuration, the loop that feeds the pool, the report's settings and the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import importlib.metadata
-import json
 import logging
-import math
-import multiprocessing
 import os
 import platform
 import re
 import subprocess
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from taae.eval.metrics import compute_metrics, entropy_bitrate, optional_metrics_status
+from taae.eval.inputs import AUDIO_SUFFIXES as AUDIO_SUFFIXES  # re-exported: callers import them from here
+from taae.eval.inputs import MANIFEST_PATH_KEYS as MANIFEST_PATH_KEYS
+from taae.eval.inputs import TARGET_LUFS, file_ids, load_reference
+from taae.eval.inputs import list_audio_files as list_audio_files
+from taae.eval.metrics import optional_metrics_status
 from taae.eval.references import CodecSystem, System, available_references
 from taae.eval.report import EvalReport, FileResult, markdown_table, summarize_system, write_report
+from taae.eval.scoring import ScoreJob, ScoringPool
+from taae.eval.token_stats import entropy_bitrate
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac")
-MANIFEST_PATH_KEYS = ("path", "audio_filepath", "audio", "file", "filename")
 DEFAULT_PRESETS = ("native", "400bps", "700bps", "1000bps")
-TARGET_LUFS = -20.0  # the codec's own preprocessing (spec §8)
 
 
 @dataclass
@@ -78,107 +77,6 @@ class EvalResult:
     report: EvalReport
     results: list[FileResult]
     paths: dict[str, Path]
-
-
-# ------------------------------------------------------------------------------------------------------------
-# data
-
-
-def _manifest_paths(manifest: Path) -> list[Path]:
-    text = manifest.read_text(encoding="utf-8").splitlines()
-    lines = [ln for ln in text if ln.strip() and not ln.lstrip().startswith("#")]
-    raw: list[str] = []
-    if manifest.suffix in (".jsonl", ".json"):
-        for i, ln in enumerate(lines):
-            row = json.loads(ln)
-            key = next((k for k in MANIFEST_PATH_KEYS if k in row), None)
-            if key is None:
-                raise ValueError(f"{manifest}:{i + 1}: no path key, expected one of {MANIFEST_PATH_KEYS}")
-            raw.append(str(row[key]))
-    elif manifest.suffix in (".tsv", ".csv") and lines:
-        delimiter = "\t" if manifest.suffix == ".tsv" else ","
-        rows = list(csv.reader(lines, delimiter=delimiter))
-        header = [h.strip().lower() for h in rows[0]]
-        key = next((k for k in MANIFEST_PATH_KEYS if k in header), None)
-        col, body = (header.index(key), rows[1:]) if key else (0, rows)
-        raw = [r[col] for r in body if r]
-    else:
-        raw = [ln.strip() for ln in lines]
-    # Relative paths are relative to the manifest, so a data set folder can move as a whole.
-    return [p if p.is_absolute() else manifest.parent / p for p in map(Path, raw)]
-
-
-def list_audio_files(data: str | Path, max_files: int | None = None) -> list[Path]:
-    """Audio files of a folder (recursive, sorted) or a manifest, at most ``max_files``."""
-    data = Path(data)
-    if data.is_dir():
-        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    elif data.is_file():
-        files = _manifest_paths(data)
-    else:
-        raise FileNotFoundError(f"data not found: {data}")
-    if not files:
-        raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {data}")
-    return files[:max_files] if max_files else files
-
-
-def _load_reference(path: Path, codec, sample_rate: int) -> torch.Tensor:
-    from taae.audio import load_audio, preprocess
-
-    wav, sr = load_audio(path)
-    ref = codec.preprocess(wav, sr) if codec is not None else preprocess(wav, sr, sample_rate, TARGET_LUFS)
-    if not torch.isfinite(ref).all():
-        raise ValueError(f"{path}: non-finite samples after preprocessing")
-    return ref.detach().float().cpu().reshape(1, -1)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# worker side
-
-
-@dataclass
-class _Job:
-    index: int
-    file: str
-    ref: np.ndarray
-    sample_rate: int
-    metrics: tuple[str, ...]
-    system_name: str
-    system: System | None = None
-    """Set when the system runs in the worker; else ``out`` holds the main process's output."""
-    out: np.ndarray | None = None
-    length_change: int = 0
-    encode_seconds: float = 0.0
-    decode_seconds: float = 0.0
-    seconds: float = 0.0
-    error: str | None = None
-    keep_audio: bool = False
-
-
-def _init_worker() -> None:
-    # Each worker scores one pair at a time; several torch threads per worker would oversubscribe the cores.
-    torch.set_num_threads(1)
-
-
-def _work(job: _Job) -> tuple[FileResult, np.ndarray | None]:
-    ref = torch.from_numpy(job.ref).reshape(1, -1)
-    res = FileResult(file=job.file, system=job.system_name, duration=ref.shape[-1] / job.sample_rate,
-                     length_change=job.length_change, encode_seconds=job.encode_seconds,
-                     decode_seconds=job.decode_seconds, seconds=job.seconds)
-    out = None if job.out is None else torch.from_numpy(job.out).reshape(1, -1)
-    if job.error is None and job.system is not None:
-        try:
-            o = job.system.process(ref)
-            out, res.length_change, res.seconds = o.audio, o.length_change, o.seconds
-        except Exception as err:  # noqa: BLE001 - one file's failure is counted, not fatal
-            job.error = f"{type(err).__name__}: {err}"
-    if job.error is not None or out is None:
-        res.errors["system"] = job.error or "no output"
-        res.values = {m: math.nan for m in job.metrics}
-        return res, None
-    m = compute_metrics(out, ref, job.sample_rate, job.metrics)
-    res.values, res.errors = m.values, m.errors
-    return res, (out.numpy().reshape(-1) if job.keep_audio else None)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -282,14 +180,11 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[FileResult] = []
     tokens: dict[str, list[torch.Tensor]] = {s.name: [] for s in codec_systems}
-    ids = _file_ids(files, cfg.data)
+    ids = file_ids(files, cfg.data)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(files) * len(systems), desc="evaluate", unit="pair", disable=None)
-    pending: set[Future] = set()
-    executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_init_worker) if workers > 0 else None)
 
     def collect(res: FileResult, audio: np.ndarray | None, index: int) -> None:
         results.append(res)
@@ -299,38 +194,23 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             _save_example(out_dir, res.system, index, files[index], audio, sample_rate)
         bar.update(1)
 
-    def submit(job: _Job) -> None:
-        if executor is None:
-            collect(*_work(job), job.index)
-            return
-        fut = executor.submit(_work, job)
-        fut.index = job.index  # type: ignore[attr-defined]
-        pending.add(fut)
-        while len(pending) > 4 * workers:  # bounded queue: audio waiting in it costs memory
-            drain(FIRST_COMPLETED)
-
-    def drain(mode) -> None:
-        done, _ = wait(pending, return_when=mode)
-        for fut in done:
-            pending.discard(fut)
-            collect(*fut.result(), fut.index)  # type: ignore[attr-defined]
-
+    pool = ScoringPool(workers, collect)
     try:
         warm = False
         for i, path in enumerate(files):
             keep = i < cfg.examples
             try:
-                ref = _load_reference(path, codec, sample_rate)
+                ref = load_reference(path, codec, sample_rate)
             except Exception as err:  # noqa: BLE001
                 for s in systems:
-                    submit(_Job(i, ids[i], np.zeros(0, np.float32), sample_rate, tuple(metrics), s.name,
-                                error=f"load: {type(err).__name__}: {err}"))
+                    pool.submit(ScoreJob(i, ids[i], np.zeros(0, np.float32), sample_rate, tuple(metrics), s.name,
+                                         error=f"load: {type(err).__name__}: {err}"))
                 continue
             ref_np = ref.numpy().reshape(-1)
             if keep:
                 _save_example(out_dir, "reference", i, path, ref_np, sample_rate)
             for s in codec_systems:
-                job = _Job(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, keep_audio=keep)
+                job = ScoreJob(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, keep_audio=keep)
                 try:
                     if not warm:
                         s.warmup(ref)
@@ -340,16 +220,15 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                         o.audio.numpy().reshape(-1), o.encode_seconds, o.decode_seconds, o.seconds)
                 except Exception as err:  # noqa: BLE001
                     job.error = f"{type(err).__name__}: {err}"
-                submit(job)
+                pool.submit(job)
             warm = warm or bool(codec_systems)
             for s in refs.systems:
-                submit(_Job(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, system=s, keep_audio=keep))
-        while pending:
-            drain(FIRST_COMPLETED)
+                pool.submit(ScoreJob(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, system=s,
+                                     keep_audio=keep))
+        pool.join()
     finally:
         bar.close()
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
+        pool.shutdown()
 
     # Workers finish out of order: back to file order, then system order.
     file_rank = {f: n for n, f in enumerate(ids)}
@@ -367,17 +246,6 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                         metrics=metrics, notes=notes)
     paths = write_report(report, results, out_dir)
     return EvalResult(report=report, results=results, paths=paths)
-
-
-def _file_ids(files: list[Path], data: str | Path) -> list[str]:
-    root = Path(data) if Path(data).is_dir() else None
-    ids = []
-    for p in files:
-        try:
-            ids.append(str(p.relative_to(root)) if root else str(p))
-        except ValueError:
-            ids.append(str(p))
-    return ids
 
 
 def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:
