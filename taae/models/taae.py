@@ -226,21 +226,22 @@ class TAAE(nn.Module):
     @torch.no_grad()
     def encode(self, wav: Tensor, preset: str | None = None) -> Tensor:
         """(B, 1, T) → tokens (B, K, S) int64; eval quantisation whatever the module's mode."""
+        name = self._resolve(preset)
         bounded = self.encode_latent(wav)
-        if self._is_native(preset):
+        if name == "native":
             # codes_to_indices rounds with the quantiser's own rule: the eval path, whatever the module's mode.
             return self.quantizer.codes_to_indices(bounded).unsqueeze(1)
-        return self._residual(preset).encode(bounded)
+        return self._residual(name).encode(bounded)
 
     @torch.no_grad()
     def decode(self, tokens: Tensor, preset: str | None = None) -> Tensor:
         """tokens (B, K, S) → (B, 1, S·hop)."""
         name = self._resolve(preset)
-        self.presets()[name].check_tokens(tokens)
-        if self._is_native(preset):
+        if name == "native":
+            self.quantizer.token_spec(self.frame_rate).check_tokens(tokens)
             codes = self.quantizer.indices_to_codes(tokens[:, 0])
         else:
-            codes = self._residual(preset).decode(tokens)
+            codes = self._residual(name).decode(tokens)  # checks K and every token's range itself
         weight = next(self.decoder.parameters())
         return self.decode_codes(codes.to(device=weight.device, dtype=weight.dtype))
 
@@ -255,8 +256,9 @@ class TAAE(nn.Module):
         """Register user stages ``[(levels, scale), …]`` under ``name`` (no retraining needed, §7)."""
         if name in PRESETS or name in PRESET_ALIASES or name == "native":
             raise ValueError(f"preset name {name!r} is taken by a built-in preset")
-        self._custom_presets[name] = PostHocResidualFSQ(stages, dim=self.config.latent_dim, allow_lossy=allow_lossy)
-        return self.presets()[name]
+        self._custom_presets[name] = PostHocResidualFSQ(stages, dim=self.config.latent_dim, allow_lossy=allow_lossy,
+                                                        name=name)
+        return self._custom_presets[name].token_spec(self.frame_rate, name)
 
     def num_parameters(self) -> int:
         return count_parameters(self)
@@ -268,9 +270,6 @@ class TAAE(nn.Module):
             known = ["native", *PRESETS, *PRESET_ALIASES, *self._custom_presets]
             raise ValueError(f"unknown preset {preset!r}; known presets: {known}")
         return name
-
-    def _is_native(self, preset: str | None) -> bool:
-        return self._resolve(preset) == "native"
 
     def _residual(self, preset: str) -> PostHocResidualFSQ:
         name = self._resolve(preset)
