@@ -105,9 +105,8 @@ class CodecModule(L.LightningModule):
         self.stft_loss = stft_loss if stft_loss is not None else MultiResolutionSTFTLoss()
         self.perceptual_loss = perceptual_loss
         self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS if loss_weights is None else loss_weights)
-        self._check_config(adversarial_loss, waveform_decay, adversarial_warmup_steps, num_audio_samples)
-        if discriminator_start_steps < 0:
-            raise ValueError(f"model.discriminator_start_steps must be >= 0, got {discriminator_start_steps}")
+        self._check_config(adversarial_loss, waveform_decay, adversarial_warmup_steps, discriminator_start_steps,
+                           num_audio_samples)
         self.discriminator_start_steps = discriminator_start_steps
         self.adversarial_loss = adversarial_loss
         self.feature_matching_normalized = feature_matching_normalized
@@ -128,13 +127,15 @@ class CodecModule(L.LightningModule):
     # -- configuration -------------------------------------------------------------------------------------------
     _SHARED_TERMS = ("mel", "stft", "waveform", "adv_gen", "adv_feat", "perceptual")
 
-    def _check_config(self, adversarial_loss, waveform_decay, warmup, num_audio_samples) -> None:
+    def _check_config(self, adversarial_loss, waveform_decay, warmup, discriminator_start, num_audio_samples) -> None:
         if adversarial_loss not in ("hinge", "lsgan"):
             raise ValueError(f"model.adversarial_loss must be 'hinge' or 'lsgan', got {adversarial_loss!r}")
         if not 0.0 < waveform_decay <= 1.0:
             raise ValueError(f"model.waveform_decay must be in (0, 1], got {waveform_decay}")
-        if warmup < 0 or num_audio_samples < 0:
-            raise ValueError("model.adversarial_warmup_steps and model.num_audio_samples must be >= 0")
+        for key, value in (("adversarial_warmup_steps", warmup), ("discriminator_start_steps", discriminator_start),
+                           ("num_audio_samples", num_audio_samples)):
+            if value < 0:
+                raise ValueError(f"model.{key} must be >= 0, got {value}")
         for name, weight in self.loss_weights.items():
             if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"model.loss_weights.{name} must be a finite number >= 0, got {weight!r}")
