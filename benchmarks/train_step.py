@@ -22,7 +22,7 @@ import lightning as L
 import torch
 import yaml
 
-from taae.models import _merge, instantiate
+from taae.models import _merge, import_class, instantiate
 from taae.models.base import count_parameters
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     for key in ("optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"):
         spec = init.pop(key, None)
         if spec:
-            cls = _import(spec["class_path"])
+            cls = import_class(spec["class_path"], f"model.init_args.{key}.class_path")
             init[key] = (lambda c, kw: (lambda p: c(p, **kw)))(cls, spec.get("init_args", {}))
     init["num_audio_samples"] = 0
     from taae.training import CodecModule
@@ -108,13 +108,6 @@ def main() -> None:
 
         mfu = train_flops_per_second(module.generator) * audio_seconds / step / (args.peak_tflops * 1e12)
         print(f"generator MFU estimate: {100 * mfu:.1f}% of {args.peak_tflops:g} TFLOP/s (generator only)")
-
-
-def _import(path: str):
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,15 @@ import yaml
 from torch import nn
 
 
+def import_class(class_path: str, where: str = "class_path") -> Any:
+    """The object a dotted ``a.b.C`` path names; ValueError naming ``where`` if it cannot be imported."""
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"{where}: cannot import {class_path!r} ({err})") from err
+
+
 def instantiate(spec: dict[str, Any], where: str = "config") -> Any:
     """Build ``{class_path: a.b.C, init_args: {...}}`` the way LightningCLI does, recursively for nested specs."""
     if not isinstance(spec, dict) or "class_path" not in spec:
@@ -18,11 +27,7 @@ def instantiate(spec: dict[str, Any], where: str = "config") -> Any:
     unknown = set(spec) - {"class_path", "init_args", "dict_kwargs"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} next to class_path")
-    module_name, _, class_name = spec["class_path"].rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"{where}.class_path: cannot import {spec['class_path']!r} ({err})") from err
+    cls = import_class(spec["class_path"], f"{where}.class_path")
     args = {}
     for key, value in (spec.get("init_args") or {}).items():
         if isinstance(value, dict) and "class_path" in value:
