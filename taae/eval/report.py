@@ -1,4 +1,5 @@
-"""Aggregation and output of an evaluation: ``report.json``, ``report.md`` (a paper-ready table), ``per_file.csv``.
+"""Aggregation and output of an evaluation: ``report.json``, ``report.md`` (a paper-ready table), ``per_file.csv``,
+and through ``taae.eval.plots`` / ``taae.eval.html`` the bitrate-vs-quality plot and the listening page.
 
 Every mean is NaN-aware: a metric that failed on a file (NaN) is left out of that metric's mean and counted under
 ``failures``; ``count`` is the number of files that entered the mean. ``std`` is the sample standard deviation
@@ -10,13 +11,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taae.eval.metrics import HIGHER_IS_BETTER, METRICS, EntropyStats
 
 COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
-                 "stoi": "STOI", "mos": "MOS"}
+                 "stoi": "STOI", "mos": "DNSMOS"}
 
 PAPER_ROW = {"name": "TAAE 2×15625 (paper)", "bitrate": 700.0, "si_sdr": 4.73, "mel": 0.86, "stft": 1.26,
              "pesq_wb": 3.09, "stoi": 0.92, "mos": 3.36}
@@ -152,28 +154,70 @@ def _fmt_metric(s: MetricSummary, digits: int) -> str:
     return _fmt(s.mean, digits) + (f" ± {_fmt(s.std, digits)}" if s.std is not None else "")
 
 
-_DIGITS = {"stoi": 3, "si_sdr": 2, "mel": 3, "stft": 3}
+DIGITS = {"stoi": 3, "si_sdr": 2, "mel": 3, "stft": 3}
+"""Decimals shown per metric (2 for the others)."""
 
 
-def markdown_table(report: EvalReport) -> str:
-    """The results table (rows by bitrate) plus the protocol note, failures and the paper's row for context."""
-    metrics = report.metrics
+@dataclass
+class Cell:
+    """One cell of the results table: its text, and the value it sorts by (None: missing, sorted last)."""
+
+    text: str
+    value: float | str | None
+
+
+def _num(value: float | None, digits: int = 2) -> Cell:
+    ok = value is not None and math.isfinite(value)
+    return Cell(_fmt(value, digits), float(value) if ok else None)
+
+
+def table_header(report: EvalReport) -> list[str]:
+    """Column titles of the results table, an arrow saying which way is better."""
     head = ["system", "bps (nominal)", "bps (entropy)", "tokens/s"]
-    head += [f"{COLUMN_TITLES[m]} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics]
-    head += ["enc RTF ↓", "dec RTF ↓"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += [f"{COLUMN_TITLES[m]} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in report.metrics]
+    return head + ["enc RTF ↓", "dec RTF ↓"]
+
+
+def table_rows(report: EvalReport) -> list[list[Cell]]:
+    """The results table (rows by bitrate), shared by ``report.md`` and ``report.html``."""
+    rows = []
     for s in report.sorted_systems():
         ent = s.entropy
-        row = [s.name, _fmt(s.bitrate, 0), _fmt(ent.entropy_bitrate, 0) if ent else "—",
-               _fmt(s.tokens_per_second, 0)]
-        row += [_fmt_metric(s.metrics[m], _DIGITS.get(m, 2)) for m in metrics]
-        row += [_fmt(s.encode_rtf, 3), _fmt(s.decode_rtf, 3)]
-        lines.append("| " + " | ".join(row) + " |")
+        row = [Cell(s.name, s.name), _num(s.bitrate, 0), _num(ent.entropy_bitrate if ent else None, 0),
+               _num(s.tokens_per_second, 0)]
+        for m in report.metrics:
+            ms = s.metrics[m]
+            row.append(Cell(_fmt_metric(ms, DIGITS.get(m, 2)), _num(ms.mean).value))
+        rows.append(row + [_num(s.encode_rtf, 3), _num(s.decode_rtf, 3)])
+    return rows
 
+
+def paper_row(report: EvalReport) -> list[str]:
+    """The paper's row in the columns of ``table_header``, for context only."""
+    row = [PAPER_ROW["name"], _fmt(PAPER_ROW["bitrate"], 0), "—", "50"]
+    return row + [_fmt(PAPER_ROW.get(m), DIGITS.get(m, 2)) for m in report.metrics] + ["—", "—"]
+
+
+PAPER_NOTE = ("For context only, the paper's LibriSpeech test-clean numbers (different data and metric settings, "
+              "not directly comparable; PESQ mode not stated, MOS is MOSNet):")
+
+
+def mos_note(report: EvalReport) -> str | None:
+    """Which MOS model the DNSMOS column is, or None when it was not computed."""
+    if "mos" not in report.metrics:
+        return None
+    version = report.settings.get("versions", {}).get("speechmos")
+    return ("DNSMOS = DNSMOS P.835 overall quality (OVRL; Reddy et al., ICASSP 2022), a non-intrusive model "
+            f"(the reference is not used) run offline from the ONNX files of `speechmos` {version or ''}".rstrip()
+            + "; it scores 9.01 s windows and loops shorter clips to fill one. The paper's MOS column is MOSNet: "
+            "a different model and scale.")
+
+
+def report_notes(report: EvalReport) -> list[str]:
+    """The paragraphs under the table: protocol, entropy and RTF conventions, MOS model, failures, run notes."""
     st = report.settings
-    out = ["\n".join(lines), ""]
-    out.append(f"Mean ± sample std over {st.get('num_files', '?')} files of `{st.get('data', '?')}`. "
-               f"Protocol: {st.get('preprocessing', '')}")
+    out = [f"Mean ± sample std over {st.get('num_files', '?')} files of `{st.get('data', '?')}`. "
+           f"Protocol: {st.get('preprocessing', '')}"]
     ents = [s for s in report.systems if s.entropy is not None]
     if ents:
         frames = ", ".join(f"{s.name}: {s.entropy.num_frames}" for s in ents)
@@ -181,24 +225,34 @@ def markdown_table(report: EvalReport) -> str:
                    f"(frames: {frames}); it reads low when frames ≪ vocabulary.")
     out.append("RTF = seconds of compute per second of audio on "
                f"{st.get('device', '?')}; reference codecs are timed as whole round trips in report.json.")
+    mos = mos_note(report)
+    if mos:
+        out.append(mos)
     failures = [f"{s.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))
                 for s in report.sorted_systems() if s.errors]
     if failures:
         out.append("Failures (files): " + "; ".join(failures) + ".")
-    out += [f"- {n}" for n in report.notes]
+    return out + [f"- {n}" for n in report.notes]
 
-    paper = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    prow = [PAPER_ROW["name"], _fmt(PAPER_ROW["bitrate"], 0), "—", "50"]
-    prow += [_fmt(PAPER_ROW.get(m), _DIGITS.get(m, 2)) for m in metrics]
-    prow += ["—", "—"]
-    paper.append("| " + " | ".join(prow) + " |")
-    out += ["", "For context only, the paper's LibriSpeech test-clean numbers (different data and metric settings, "
-            "not directly comparable; PESQ mode not stated, MOS is MOSNet):", "", "\n".join(paper)]
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_table(report: EvalReport) -> str:
+    """The results table (rows by bitrate) plus the protocol note, failures and the paper's row for context."""
+    head = table_header(report)
+    rule = "|" + "---|" * len(head)
+    lines = [_md_row(head), rule] + [_md_row([c.text for c in row]) for row in table_rows(report)]
+    out = ["\n".join(lines), "", *report_notes(report)]
+    out += ["", PAPER_NOTE, "", "\n".join([_md_row(head), rule, _md_row(paper_row(report))])]
     return "\n".join(out) + "\n"
 
 
-def write_markdown(report: EvalReport, path: str | Path) -> None:
-    Path(path).write_text(markdown_table(report), encoding="utf-8")
+def write_markdown(report: EvalReport, path: str | Path, figure: str | None = None) -> None:
+    """``markdown_table``, then the bitrate-vs-quality figure when given (a path relative to ``path``)."""
+    text = markdown_table(report) + (f"\n![bitrate vs quality]({figure})\n" if figure else "")
+    Path(path).write_text(text, encoding="utf-8")
 
 
 def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | None = None) -> None:
@@ -217,12 +271,34 @@ def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | 
                              f"{r.seconds:.6f}", "; ".join(f"{k}: {v}" for k, v in r.errors.items())])
 
 
+RATE_QUALITY_PNG = "rate_quality.png"
+EXAMPLES_DIR = "examples"
+REFERENCE_EXAMPLES = "reference"
+"""Folder name, under ``EXAMPLES_DIR``, of the preprocessed references that every system coded."""
+
+
+def example_path(system: str, index: int, file: str) -> Path:
+    """Where the decoded example of ``file`` (the ``index``-th file of the run) through ``system`` is saved,
+    relative to the report folder: ``examples/<system>/<index:03d>_<stem>.wav``."""
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", system)  # stage names hold ':' and ','
+    return Path(EXAMPLES_DIR, folder, f"{index:03d}_{Path(file).stem}.wav")
+
+
 def write_report(report: EvalReport, results: list[FileResult], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``per_file.csv`` into ``out_dir``; return their paths."""
+    """Write ``report.json``, ``per_file.csv``, ``rate_quality.png``, ``report.md`` and ``report.html`` (which
+    shows the examples already saved under ``examples/``) into ``out_dir``; return their paths."""
+    from taae.eval.html import write_html
+    from taae.eval.plots import write_rate_quality_plot
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "csv": out / "per_file.csv"}
     write_json(report, paths["json"])
-    write_markdown(report, paths["markdown"])
     write_csv(results, paths["csv"], report.metrics)
+    plot = write_rate_quality_plot(report, out / RATE_QUALITY_PNG)
+    if plot is not None:
+        paths["plot"] = plot
+    figure = RATE_QUALITY_PNG if plot is not None else None
+    write_markdown(report, paths["markdown"], figure)
+    paths["html"] = write_html(report, results, out, figure)
     return paths

@@ -20,7 +20,6 @@ import importlib.metadata
 import logging
 import os
 import platform
-import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -35,7 +34,15 @@ from taae.eval.inputs import TARGET_LUFS, file_ids, load_reference
 from taae.eval.inputs import list_audio_files as list_audio_files
 from taae.eval.metrics import optional_metrics_status
 from taae.eval.references import CodecSystem, System, available_references
-from taae.eval.report import EvalReport, FileResult, markdown_table, summarize_system, write_report
+from taae.eval.report import (
+    REFERENCE_EXAMPLES,
+    EvalReport,
+    FileResult,
+    example_path,
+    markdown_table,
+    summarize_system,
+    write_report,
+)
 from taae.eval.scoring import ScoreJob, ScoringPool
 from taae.eval.token_stats import entropy_bitrate
 
@@ -52,7 +59,7 @@ class EvalConfig:
     """A folder (searched recursively for .wav/.flac) or a manifest (.txt one path per line, .tsv/.csv with a
     ``path`` column, .jsonl with a ``path`` / ``audio_filepath`` key)."""
     out: str
-    """Output folder for report.json, report.md, per_file.csv and examples/."""
+    """Output folder for report.json, report.md, per_file.csv, rate_quality.png, report.html and examples/."""
     checkpoint: str | None = None
     """Lightning checkpoint or export folder; None evaluates the reference systems only."""
     presets: list[str] = field(default_factory=lambda: list(DEFAULT_PRESETS))
@@ -135,6 +142,7 @@ def _settings(cfg: EvalConfig, codec, files: list[Path], sample_rate: int, worke
                           "preprocesses its input; every system codes that signal and is scored against it at "
                           "the same length."),
         "checkpoint": cfg.checkpoint, "device": cfg.device, "workers": workers, "references": cfg.references,
+        "examples": cfg.examples,
         "presets": cfg.presets, "stages": cfg.stages, "command": sys.argv, "git_commit": _git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"taae": taae.__version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -208,7 +216,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                 continue
             ref_np = ref.numpy().reshape(-1)
             if keep:
-                _save_example(out_dir, "reference", i, path, ref_np, sample_rate)
+                _save_example(out_dir, REFERENCE_EXAMPLES, i, path, ref_np, sample_rate)
             for s in codec_systems:
                 job = ScoreJob(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, keep_audio=keep)
                 try:
@@ -251,9 +259,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:
     from taae.audio import save_audio
 
-    folder = out_dir / "examples" / re.sub(r"[^A-Za-z0-9._-]", "_", system)  # stage names hold ':' and ','
-    folder.mkdir(parents=True, exist_ok=True)
-    save_audio(folder / f"{index:03d}_{path.stem}.wav", torch.from_numpy(audio).reshape(1, -1), sample_rate)
+    # save_audio creates the folder; report.html finds the example under the same name.
+    save_audio(out_dir / example_path(system, index, path.name), torch.from_numpy(audio).reshape(1, -1), sample_rate)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -263,7 +270,8 @@ def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py", description=(
         "Evaluate a taae codec (and reference codecs) on a speech set: SI-SDR, mel/STFT distance, PESQ, STOI, "
-        "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv and examples/."))
+        "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv, rate_quality.png, examples/ "
+        "and report.html (listen to and see every system side by side)."))
     p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
     p.add_argument("--data", required=True, help="folder (recursive .wav/.flac) or manifest (.txt/.tsv/.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
@@ -291,4 +299,5 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(cfg)
     print(markdown_table(result.report))
     print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
+    print(f"listening report: {result.paths['html'].resolve()}")
     return 0

@@ -9,7 +9,16 @@ import pytest
 import soundfile as sf
 
 from taae.eval.metrics import EntropyStats
-from taae.eval.report import EvalReport, FileResult, markdown_table, summarize, summarize_system, write_report
+from taae.eval.report import (
+    EvalReport,
+    FileResult,
+    markdown_table,
+    report_notes,
+    summarize,
+    summarize_system,
+    table_header,
+    write_report,
+)
 from taae.eval.run import list_audio_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +95,21 @@ def test_write_report(tmp_path):
         table = list(csv.DictReader(f))
     assert len(table) == len(rows) and table[3]["pesq_wb"] == "" and "NoUtterances" in table[3]["errors"]
 
+    # The plot and the page come with every report, the plot shown in the Markdown too.
+    assert paths["plot"].is_file() and paths["html"].is_file()
+    assert md.rstrip().endswith("![bitrate vs quality](rate_quality.png)")
+
+
+def test_mos_column_names_its_model():
+    report = _report(_results())
+    assert all("DNSMOS" not in n for n in report_notes(report))
+    report.metrics = [*METRICS, "mos"]
+    for s in report.systems:
+        s.metrics["mos"] = summarize([3.0])
+    assert "DNSMOS ↑" in table_header(report)
+    (note,) = [n for n in report_notes(report) if "DNSMOS" in n]
+    assert "P.835" in note and "MOSNet" in note and "offline" in note
+
 
 def test_markdown_without_entropy():
     rows = _results()
@@ -128,6 +152,7 @@ def test_evaluate_cli_end_to_end(tmp_path, speech):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| mulaw8 | 128000 |" in proc.stdout
+    assert proc.stdout.rstrip().endswith(f"listening report: {(out / 'report.html').resolve()}")
     for name in ("report.json", "report.md", "per_file.csv"):
         assert (out / name).is_file()
     data = json.loads((out / "report.json").read_text())
@@ -135,6 +160,7 @@ def test_evaluate_cli_end_to_end(tmp_path, speech):
     assert summary["num_files"] == 2 and summary["metrics"]["stoi"]["mean"] > 0.99
     assert data["settings"]["num_files"] == 2 and data["settings"]["sample_rate"] == 16000
     assert sorted(p.name for p in (out / "examples").rglob("*.wav")) == ["000_a.wav", "000_a.wav"]
+    assert (out / "report.html").is_file() and (out / "examples" / "mulaw8" / "000_a.png").is_file()
 
 
 def test_evaluate_rejects_nothing_to_do(tmp_path, speech):
