@@ -19,6 +19,7 @@ from tests.conftest import synth_speech
 from tests.test_codec import tiny_model, write_checkpoint
 
 FILES = {"utt one.wav": 1.0, "b#2.wav": 0.6}  # a space and a '#': links must be quoted to resolve
+ROW_ORDER_JS = 'Array.from(document.querySelectorAll("tbody tr")).map(r => r.dataset.system)'
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,48 @@ def test_examples_share_one_colour_scale_and_show_failures(tmp_path):
         return imread(io.BytesIO((tmp_path / unquote(card.png)).read_bytes()))[..., :3].sum(-1).max()
 
     assert peak(cards["quiet"]) < peak(ref_card) - 0.3  # one scale: the quiet output cannot reach the top colour
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(evaluation):
+    from taae.eval.browser import BrowserError, Chromium
+
+    try:
+        browser = Chromium()
+    except BrowserError as err:
+        pytest.skip(str(err))
+    out = evaluation.paths["html"].parent
+    shot = out / "report.png"  # next to the report
+    broken = out / "broken.html"
+    text = evaluation.paths["html"].read_text(encoding="utf-8")
+    first_wav = Page(text).examples[0]["cards"][1]["audio"][0]
+    broken.write_text(text.replace(first_wav, "examples/missing.wav").replace(
+        "</body>", '<img src="http://127.0.0.1:9/x.png"></body>'), encoding="utf-8")
+    with browser:
+        good = browser.check(evaluation.paths["html"].as_uri(), screenshot=shot)
+        # The table sorts by a clicked column: SI-SDR ascending, then descending.
+        col = browser.evaluate('Array.from(document.querySelectorAll("thead th")).findIndex('
+                               'h => h.textContent.startsWith("SI-SDR"))')
+        order = []
+        for _ in range(2):
+            browser.evaluate(f'document.querySelectorAll("thead th")[{col}].click()')
+            order.append(browser.evaluate(ROW_ORDER_JS))
+        bad = browser.check(broken.as_uri())
+
+    assert good.console_errors == [], good.console_errors
+    assert good.broken_images == []
+    players = len(Page(text).examples) * len(evaluation.report.systems)
+    assert len(good.media) == players and all(m["ready_state"] > 0 and m["error"] is None for m in good.media)
+    assert good.ok
+    assert shot.is_file() and imread(shot).shape[1] == 1400  # the whole page at the window's width
+
+    si_sdr = {s.name: s.metrics["si_sdr"].mean for s in evaluation.report.systems}
+    assert sorted(order[0]) == sorted(si_sdr)
+    assert [si_sdr[n] for n in order[0]] == sorted(si_sdr.values())  # ties (presets of one latent) in any order
+    assert [si_sdr[n] for n in order[1]] == sorted(si_sdr.values(), reverse=True)
+
+    # The same checks catch a missing WAV and a request off the machine (blocked by the page's policy).
+    assert not bad.ok
+    assert any("missing.wav" in m["src"] and (m["error"] or m["ready_state"] == 0) for m in bad.media)
+    assert any("missing.wav" in e for e in bad.console_errors), bad.console_errors
+    assert any("Content Security Policy" in e for e in bad.console_errors), bad.console_errors
