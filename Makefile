@@ -25,11 +25,17 @@ demo-data: venv
 train-quickstart: venv
 	$(BIN)/python train.py fit --config configs/taae/quickstart.yaml
 
-eval-quickstart: venv
+# The evaluation extra (PESQ, STOI, DNSMOS) on top of whatever the venv was made with.
+$(VENV)/.installed-eval-extra: $(VENV)/.installed-$(EXTRAS)
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),eval]"
+	touch $@
+
+eval-quickstart: venv $(VENV)/.installed-eval-extra
 	$(BIN)/python evaluate.py --checkpoint $(RUN)/checkpoints/last.ckpt --data $(DATA)/test \
 		--presets native,400bps,700bps,1000bps --out $(RUN)/eval
 
 quickstart: demo-data train-quickstart eval-quickstart
+	@echo "quickstart done; open the listening report: $(abspath $(RUN)/eval/report.html)"
 
 bench: venv
 	$(BIN)/python benchmarks/attention.py --quick
