@@ -58,11 +58,16 @@ def find_chromium(path: str | None = None) -> str:
     Raises:
         BrowserError: none found (the message says how to install it).
     """
-    for candidate in (path, os.environ.get("CHROMIUM"), *CHROMIUM_NAMES):
-        if candidate and (found := shutil.which(candidate)):
+    explicit = path or os.environ.get("CHROMIUM")
+    if explicit:  # asked for by name: that one or an error, never a different browser
+        if found := shutil.which(explicit):
             return found
-    raise BrowserError("no Chromium found: install the Debian package (apt-get install -y chromium), "
-                       "or set $CHROMIUM to its executable")
+        raise BrowserError(f"Chromium executable {explicit!r} not found or not executable")
+    for name in CHROMIUM_NAMES:
+        if found := shutil.which(name):
+            return found
+    raise BrowserError(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH): install the Debian "
+                       "package (apt-get install -y chromium), or set $CHROMIUM to its executable")
 
 
 @dataclass
@@ -115,10 +120,18 @@ class Chromium:
                f"--window-size={width},{height}", "--remote-debugging-pipe", "about:blank"]
         # Chromium's log goes to a file: an unread stderr pipe would fill up and stall it.
         self._log = open(Path(self._profile.name, "chromium.log"), "w+b")  # noqa: SIM115 - closed in __exit__
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                     preexec_fn=child_fds, close_fds=False)
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                                         preexec_fn=child_fds, close_fds=False)
+        except OSError as err:
+            for fd in (to_browser_w, from_browser_r):
+                os.close(fd)
+            self._log.close()
+            self._profile.cleanup()
+            raise BrowserError(f"cannot start {self.executable}: {err}") from err
+        finally:  # the child's ends: Chromium holds its own copies on 3 and 4 (or never started)
+            os.close(to_browser_r)
+            os.close(from_browser_w)
         self._write, self._read = to_browser_w, from_browser_r
         try:
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
