@@ -66,8 +66,8 @@ class AudioDataModule(lightning.LightningDataModule):
     ):
         super().__init__()
         for key, value in (("train", train), ("val", val), ("test", test)):
-            if value is not None and not Path(value).exists():
-                raise FileNotFoundError(f"data.{key}: no such folder or manifest: {value}")
+            if value is not None:
+                self._check_source(key, value)
         positive = {
             "sample_rate": sample_rate,
             "segment_length": segment_length,
@@ -106,6 +106,10 @@ class AudioDataModule(lightning.LightningDataModule):
         self._resume: tuple[int, int] | None = None
 
     # ---- setup -------------------------------------------------------------------------------------------------
+
+    def _check_source(self, key: str, value) -> None:
+        if not Path(value).exists():
+            raise FileNotFoundError(f"data.{key}: no such folder or manifest: {value}")
 
     def prepare_data(self) -> None:
         """Nothing to download: files are checked in :meth:`setup` (which runs on every process)."""
@@ -148,33 +152,37 @@ class AudioDataModule(lightning.LightningDataModule):
     # ---- loaders -----------------------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self._dataset("train")
         trainer = self._trainer_or_none()
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = EpochSampler(len(dataset), self.batch_size, self.seed, self.shuffle, world, rank)
+        dataset, sampler, batching = self._train_data(world, rank)
         if trainer is not None:
             # Lightning may start this loader's iterator (and worker prefetch) before calling set_epoch.
             sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         self._sampler = sampler
         if self._resume is not None:
             sampler.resume(*self._resume, batches_per_epoch=self._limited_batches(sampler.num_batches))
-        return self._loader(dataset, self.batch_size, sampler=sampler, drop_last=True)
+        return self._loader(dataset, sampler=sampler, **batching)
+
+    def _train_data(self, world: int, rank: int) -> tuple[Dataset, EpochSampler, dict]:
+        """(dataset, resumable sampler, DataLoader batching arguments) of this rank's training data."""
+        dataset = self._dataset("train")
+        sampler = EpochSampler(len(dataset), self.batch_size, self.seed, self.shuffle, world, rank)
+        return dataset, sampler, {"batch_size": self.batch_size, "drop_last": True}
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_path is None:
             return []
-        return self._loader(self._dataset("val"), self.val_batch_size)
+        return self._loader(self._dataset("val"), batch_size=self.val_batch_size)
 
     def test_dataloader(self) -> DataLoader | list:
         """One whole file per batch: (1, 1, T) with T the file's length at ``sample_rate``."""
         if self.test_path is None:
             return []
-        return self._loader(self._dataset("test"), 1)
+        return self._loader(self._dataset("test"), batch_size=1)
 
-    def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
+    def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             **kwargs,

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
@@ -36,12 +37,14 @@ MAX_LISTED_SKIPS = 50
 
 @dataclass(frozen=True)
 class AudioFile:
-    """A file that passed the setup check."""
+    """An audio file that passed the setup check (or a Shar recording, with its bytes)."""
 
     path: str
     frames: int
     sample_rate: int
     channels: int
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    """The encoded file held in memory (a Shar recording); None reads ``path`` from disk."""
 
 
 def _mix(*values: int) -> int:
@@ -127,13 +130,90 @@ def scan(source: str | Path, key: str) -> tuple[list[AudioFile], list[tuple[str,
     return files, skipped
 
 
-class AudioDataset(Dataset):
-    """Crops of audio files, pre-processed to mono, ``sample_rate`` and a loudness target.
+@dataclass(frozen=True)
+class ItemMaker:
+    """Turns a file and its three uniform draws into a training/validation/test item: the crop, the loudness
+    target and the phase flip. Shared by the folder dataset and the Shar stream, so both make identical items.
 
-    Items are keyed ``(index, epoch)`` in ``"train"`` mode (random crop, loudness in target ± range, phase flip,
-    all drawn from ``(seed, epoch, index)``) and by ``index`` in ``"val"`` mode (centre crop, exact target) and
-    ``"test"`` mode (the whole file). A file that fails to load is warned about once, flagged in a shared-memory
-    mask visible from every worker, and replaced by the next loadable file with the same random draw.
+    ``mode``: ``"train"`` (crop at a random offset, loudness in target ± range, phase flip), ``"val"`` (centre
+    crop, exact target) or ``"test"`` (the whole file, exact target).
+    """
+
+    sample_rate: int
+    segment_length: int | None
+    mode: str = "train"
+    loudness_target: float | None = -20.0
+    loudness_range: float = 0.0
+    phase_inversion_prob: float = 0.0
+
+    def __post_init__(self):
+        if self.mode not in ("train", "val", "test"):
+            raise ValueError(f"mode must be 'train', 'val' or 'test', got {self.mode!r}")
+
+    def __call__(self, f: AudioFile, draws: tuple[float, float, float]) -> Tensor:
+        """(1, T): ``segment_length`` samples in train/val mode, the whole file in test mode."""
+        u_offset, u_loudness, u_phase = draws
+        wav = self.load(f, u_offset)
+        target = self.loudness_target
+        if target is not None and self.mode == "train":
+            target += (2 * u_loudness - 1) * self.loudness_range
+        if target is not None:
+            wav = normalize_loudness(wav, self.sample_rate, target)
+        if self.mode == "train" and u_phase < self.phase_inversion_prob:
+            wav = -wav
+        if self.segment_length is not None and wav.shape[-1] < self.segment_length:
+            wav = torch.nn.functional.pad(wav, (0, self.segment_length - wav.shape[-1]))
+        return wav
+
+    def load(self, f: AudioFile, u_offset: float) -> Tensor:
+        """Read and resample the crop (train: random offset, val: centre); (1, T) before loudness and padding."""
+        ratio = f.sample_rate / self.sample_rate
+        length = math.floor(f.frames / ratio)  # file length at the target rate
+        if self.segment_length is None or self.mode == "test":
+            start, count = 0, length
+        else:
+            count = min(self.segment_length, length)
+            room = length - count
+            start = math.floor(u_offset * (room + 1)) if self.mode == "train" else room // 2
+        if f.sample_rate == self.sample_rate:
+            wav = _read(f, start, start + count)
+            wav = preprocess(torch.from_numpy(wav.T.copy()), f.sample_rate, self.sample_rate, None, source=f.path)
+        else:
+            src_start = max(0, math.floor(start * ratio) - RESAMPLE_MARGIN)
+            src_stop = min(f.frames, math.ceil((start + count) * ratio) + RESAMPLE_MARGIN)
+            wav = _read(f, src_start, src_stop)
+            wav = preprocess(torch.from_numpy(wav.T.copy()), f.sample_rate, self.sample_rate, None, source=f.path)
+            lead = round((start * ratio - src_start) / ratio)
+            wav = wav[:, lead : lead + count]
+        if wav.shape[-1] == 0:
+            raise AudioError(f"{f.path}: read 0 frames at offset {start} (file shorter than its header says?)")
+        return wav  # (1, T)
+
+
+def _read(f: AudioFile, start: int, stop: int):
+    """Frames [start, stop) as a (frames, C) float32 array, from the file or from its bytes held in memory."""
+    source = io.BytesIO(f.data) if f.data is not None else f.path
+    wav, _ = sf.read(source, start=start, stop=stop, dtype="float32", always_2d=True)
+    return wav
+
+
+def item_draws(seed: int, epoch: int, index: int) -> tuple[float, float, float]:
+    """The crop offset, loudness and phase draws of item ``index`` in ``epoch``: uniform in [0, 1), float64."""
+    g = torch.Generator().manual_seed(_mix(seed, epoch, index))
+    u_offset, u_loudness, u_phase = torch.rand(3, generator=g, dtype=torch.float64).tolist()
+    return u_offset, u_loudness, u_phase
+
+
+LOAD_ERRORS = (AudioError, OSError, RuntimeError, sf.LibsndfileError)
+"""What a file that passed the setup check can still raise when read later (and is then skipped)."""
+
+
+class AudioDataset(Dataset):
+    """Crops of audio files, pre-processed to mono, ``sample_rate`` and a loudness target (see :class:`ItemMaker`).
+
+    Items are keyed ``(index, epoch)`` in ``"train"`` mode (all draws from ``(seed, epoch, index)``) and by
+    ``index`` in ``"val"`` and ``"test"`` mode. A file that fails to load is warned about once, flagged in a
+    shared-memory mask visible from every worker, and replaced by the next loadable file with the same random draw.
     """
 
     def __init__(
@@ -147,15 +227,10 @@ class AudioDataset(Dataset):
         phase_inversion_prob: float = 0.0,
         seed: int = 0,
     ):
-        if mode not in ("train", "val", "test"):
-            raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
+        self.make = ItemMaker(sample_rate, segment_length, mode, loudness_target, loudness_range,
+                              phase_inversion_prob)
         self.files = files
-        self.sample_rate = sample_rate
-        self.segment_length = segment_length
         self.mode = mode
-        self.loudness_target = loudness_target
-        self.loudness_range = loudness_range
-        self.phase_inversion_prob = phase_inversion_prob
         self.seed = seed
         self.failed = torch.zeros(len(files), dtype=torch.bool).share_memory_()
 
@@ -165,56 +240,17 @@ class AudioDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> Tensor:
         """Returns (1, T): ``segment_length`` samples in train/val mode, the whole file in test mode."""
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        g = torch.Generator().manual_seed(_mix(self.seed, epoch, index))
-        u_offset, u_loudness, u_phase = torch.rand(3, generator=g, dtype=torch.float64).tolist()
+        draws = item_draws(self.seed, epoch, index)
         for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)
             if self.failed[i]:
                 continue
             try:
-                wav = self._load(self.files[i], u_offset)
-            except (AudioError, OSError, RuntimeError, sf.LibsndfileError) as e:
+                return self.make(self.files[i], draws)
+            except LOAD_ERRORS as e:
                 self.failed[i] = True
                 warnings.warn(f"skipping {self.files[i].path} (failed while loading: {e})", stacklevel=2)
-                continue
-            break
-        else:
-            raise RuntimeError(f"every one of the {len(self.files)} {self.mode} files failed to load")
-
-        target = self.loudness_target
-        if target is not None and self.mode == "train":
-            target += (2 * u_loudness - 1) * self.loudness_range
-        if target is not None:
-            wav = normalize_loudness(wav, self.sample_rate, target)
-        if self.mode == "train" and u_phase < self.phase_inversion_prob:
-            wav = -wav
-        if self.segment_length is not None and wav.shape[-1] < self.segment_length:
-            wav = torch.nn.functional.pad(wav, (0, self.segment_length - wav.shape[-1]))
-        return wav
-
-    def _load(self, f: AudioFile, u_offset: float) -> Tensor:
-        """Read and resample the crop (train: random offset, val: centre); (1, T) before loudness and padding."""
-        ratio = f.sample_rate / self.sample_rate
-        length = math.floor(f.frames / ratio)  # file length at the target rate
-        if self.segment_length is None or self.mode == "test":
-            start, count = 0, length
-        else:
-            count = min(self.segment_length, length)
-            room = length - count
-            start = math.floor(u_offset * (room + 1)) if self.mode == "train" else room // 2
-        if f.sample_rate == self.sample_rate:
-            wav, _ = sf.read(f.path, start=start, frames=count, dtype="float32", always_2d=True)
-            wav = preprocess(torch.from_numpy(wav.T.copy()), f.sample_rate, self.sample_rate, None, source=f.path)
-        else:
-            src_start = max(0, math.floor(start * ratio) - RESAMPLE_MARGIN)
-            src_stop = min(f.frames, math.ceil((start + count) * ratio) + RESAMPLE_MARGIN)
-            wav, _ = sf.read(f.path, start=src_start, stop=src_stop, dtype="float32", always_2d=True)
-            wav = preprocess(torch.from_numpy(wav.T.copy()), f.sample_rate, self.sample_rate, None, source=f.path)
-            lead = round((start * ratio - src_start) / ratio)
-            wav = wav[:, lead : lead + count]
-        if wav.shape[-1] == 0:
-            raise AudioError(f"{f.path}: read 0 frames at offset {start} (file shorter than its header says?)")
-        return wav  # (1, T)
+        raise RuntimeError(f"every one of the {len(self.files)} {self.mode} files failed to load")
 
 
 class EpochSampler(Sampler):
