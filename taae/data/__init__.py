@@ -1,4 +1,5 @@
-"""Training data: the folder/manifest data module with exact resume, and the demo speech set (``taae.data.demo``).
+"""Training data: the folder/manifest and lhotse Shar data modules with exact resume, Shar preparation
+(``taae.data.prepare``) and the demo speech set (``taae.data.demo``).
 
 The data module is imported on first use so that ``python -m taae.data.demo`` does not pay for importing Lightning.
 """
@@ -11,12 +12,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from taae.data.datamodule import AudioDataModule
     from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, find_audio_files, scan
+    from taae.data.shar import SharDataModule
 
-__all__ = ["AudioDataModule", "AudioDataset", "AudioFile", "EpochSampler", "find_audio_files", "scan"]
+__all__ = ["AudioDataModule", "AudioDataset", "AudioFile", "EpochSampler", "SharDataModule", "find_audio_files",
+           "scan"]
+_MODULES = {"AudioDataModule": "taae.data.datamodule", "SharDataModule": "taae.data.shar"}
 
 
 def __getattr__(name: str):
     if name in __all__:
-        module = "taae.data.datamodule" if name == "AudioDataModule" else "taae.data.dataset"
-        return getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(_MODULES.get(name, "taae.data.dataset")), name)
     raise AttributeError(f"module 'taae.data' has no attribute {name!r}")

@@ -1,0 +1,325 @@
+"""lhotse Shar data for codec training: the folder module's items, read from shards, split by rank and worker.
+
+Shape legend: B batch, T samples (``segment_length``); R ranks, W loader workers per rank (W = 1 without workers).
+
+A Shar set (lhotse's format: ``cuts.NNNNNN.jsonl.gz`` beside ``recording.NNNNNN.tar``) is read sequentially, shard
+by shard, the way it is stored. Items are made by :class:`taae.data.dataset.ItemMaker`, so crops, loudness jitter
+and phase flips are those of :class:`~taae.data.AudioDataModule`, and each item's draws come from
+``(seed, epoch, index)`` where ``index`` is the cut's position in the whole set (shard offset + position in shard).
+
+Who reads what, in epoch e (a function of (seed, e, R, W), never of timing)::
+
+    shards in order π_e (a permutation drawn from (seed, e); the stored order without shuffle)
+    ──concatenate──► one stream of N cuts ──split──► R·W readers, reader g = rank·W + worker
+    reader g: stream positions [g·L, (g+1)·L), L = B·⌊N / (R·W·B)⌋   (every reader makes L/B batches)
+         ──seeded shuffle buffer (seed, e, g)──► batches of B; rank batch k is reader (k mod W)'s batch ⌊k/W⌋
+
+Splitting the stream rather than whole shards keeps every reader's batch count equal, which DDP needs (a rank
+that runs out first would wait for the others forever), and drops fewer than R·W·B cuts an epoch. A reader that
+starts inside a shard reads past the cuts before its range without decoding them.
+
+Exact resume: the rank's batch keys come from :class:`~taae.data.dataset.EpochSampler` in the main process
+(``(k, epoch)``, resumable), so the folder module's checkpointed position applies unchanged; a worker asked for
+batch k opens reader (k mod W) and fast-forwards it to batch ⌊k/W⌋ without decoding. Results depend on
+(seed, epoch, R, W): resume with the same device and worker counts. Without shuffle, on one device and at most
+one worker, batches equal the folder module's on the same files in the same order (``taae prepare`` keeps it).
+With shuffle they differ: a Shar set has no random access, so it shuffles shards and a buffer, not all cuts.
+
+A cut that cannot be decoded is warned about and replaced by another cut of its batch with its own draws (the
+folder module's rule), so every rank still makes the same number of batches.
+"""
+
+from __future__ import annotations
+
+import random
+import tarfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from taae.data.datamodule import AudioDataModule
+from taae.data.dataset import LOAD_ERRORS, AudioDataset, AudioFile, EpochSampler, ItemMaker, _mix, item_draws
+
+SHARD_ERRORS = (tarfile.TarError, OSError, EOFError, RuntimeError, ValueError, AssertionError)
+"""What reading a damaged shard raises in lhotse (a truncated tar, a bad manifest line; mismatched ids assert)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard: its cuts manifest, its recording tar, how many cuts it holds, and its first cut's set index."""
+
+    cuts: str
+    recording: str
+    num_cuts: int
+    offset: int
+
+
+def shard_fields(source: str | Mapping[str, Sequence[str]], key: str) -> dict[str, list[str]]:
+    """``{"cuts": [...], "recording": [...]}`` of a local Shar directory or of an explicit field mapping.
+
+    A mapping names every shard (local paths, ``pipe:`` commands or URLs, as lhotse reads them); a directory is
+    listed: ``cuts.*.jsonl.gz`` and ``recording.*.tar``, paired by shard number.
+    """
+    if isinstance(source, Mapping):
+        fields = {name: [str(p) for p in paths] for name, paths in source.items()}
+        missing = [name for name in ("cuts", "recording") if name not in fields]
+        if missing:
+            raise ValueError(f"{key}: Shar fields need 'cuts' and 'recording' lists, missing {missing}")
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{key}: no such Shar directory: {source}")
+        fields = {"cuts": sorted(str(p) for p in folder.glob("cuts.*.jsonl*")),
+                  "recording": sorted(str(p) for p in folder.glob("recording.*.tar"))}
+        if not fields["cuts"]:
+            raise ValueError(f"{key}={source}: no Shar shards (cuts.NNNNNN.jsonl.gz) in this directory")
+    if len(fields["cuts"]) != len(fields["recording"]):
+        raise ValueError(f"{key}: {len(fields['cuts'])} cuts manifests but {len(fields['recording'])} recording "
+                         "tars; every shard needs both")
+    for cuts, recording in zip(fields["cuts"], fields["recording"]):
+        if _shard_number(cuts) != _shard_number(recording):
+            raise ValueError(f"{key}: shards do not pair up: {cuts} beside {recording}")
+    return fields
+
+
+def _shard_number(path: str) -> str:
+    parts = Path(path.split()[-1] if path.startswith("pipe:") else path).name.split(".")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def list_shards(source: str | Mapping[str, Sequence[str]], key: str) -> list[Shard]:
+    """The shards of ``source`` with their cut counts (one pass over each small cuts manifest)."""
+    from lhotse.lazy import count_newlines_fast
+
+    fields = shard_fields(source, key)
+    shards, offset = [], 0
+    for cuts, recording in zip(fields["cuts"], fields["recording"]):
+        try:
+            count = count_newlines_fast(cuts)
+        except (OSError, EOFError, ValueError) as err:
+            raise ValueError(f"{key}: cannot read the cuts manifest {cuts}: {err}") from err
+        shards.append(Shard(cuts, recording, count, offset))
+        offset += count
+    if offset == 0:
+        raise ValueError(f"{key}={source}: the Shar set holds no cuts")
+    return shards
+
+
+def shard_cuts(shard: Shard) -> Iterator:
+    """The shard's cuts in stored order, each with its recording's bytes in memory (lhotse's reader)."""
+    from lhotse.shar import LazySharIterator
+
+    return iter(LazySharIterator(fields={"cuts": [shard.cuts], "recording": [shard.recording]}))
+
+
+def cut_file(cut, shard: Shard) -> AudioFile:
+    """A Shar cut as an :class:`AudioFile` whose bytes are held in memory."""
+    recording = cut.recording
+    if recording is None or recording.sources[0].type != "memory":
+        raise OSError(f"cut {cut.id} in {shard.recording} has no recording data")
+    return AudioFile(f"{shard.recording}:{cut.id}", int(recording.num_samples), int(recording.sampling_rate),
+                     len(recording.channel_ids), data=recording.sources[0].source)
+
+
+def read_range(shards: Sequence[Shard], start: int, stop: int) -> Iterator[tuple[int, AudioFile | None, str]]:
+    """``(set index, file or None, name)`` for stream positions [start, stop) of ``shards`` concatenated.
+
+    A shard that breaks off (a truncated tar, a manifest shorter than counted) is warned about and its remaining
+    positions come as ``None``, so that positions keep their meaning.
+    """
+    position = 0
+    for shard in shards:
+        lo, hi = max(start - position, 0), min(stop - position, shard.num_cuts)
+        position += shard.num_cuts
+        if lo >= hi:
+            if position >= stop:
+                break
+            continue
+        done = 0
+        try:
+            for i, cut in enumerate(shard_cuts(shard)):
+                if i >= hi:
+                    break
+                if i >= lo:
+                    try:
+                        file = cut_file(cut, shard)
+                    except OSError as err:
+                        warnings.warn(str(err), stacklevel=2)
+                        file = None
+                    yield shard.offset + i, file, f"{shard.recording}:{cut.id}"
+                done = i + 1
+        except SHARD_ERRORS as err:
+            warnings.warn(f"{shard.recording}: unreadable after {done} of {shard.num_cuts} cuts ({err}); its "
+                          "remaining cuts are replaced", stacklevel=2)
+        for i in range(max(done, lo), hi):
+            yield shard.offset + i, None, f"{shard.cuts} cut #{i}"
+
+
+def buffer_shuffle(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    """A seeded shuffle buffer: each incoming item displaces a random one of ``size`` held; the rest come last."""
+    held = []
+    for item in items:
+        if len(held) < size:
+            held.append(item)
+            continue
+        j = rng.randrange(size)
+        yield held[j]
+        held[j] = item
+    rng.shuffle(held)
+    yield from held
+
+
+class SharStream(Dataset):
+    """One rank's training batches from a Shar set, keyed ``(k, epoch)`` as :class:`EpochSampler` yields them.
+
+    ``__getitem__`` returns a whole batch (B, 1, T) (use ``DataLoader(batch_size=None)``); see the module
+    docstring for who reads what.
+    """
+
+    def __init__(self, shards: list[Shard], make: ItemMaker, batch_size: int, seed: int, shuffle: bool,
+                 shuffle_buffer: int, num_replicas: int = 1, rank: int = 0, num_workers: int = 0):
+        self.shards, self.make, self.batch_size = shards, make, batch_size
+        self.seed, self.shuffle, self.shuffle_buffer = seed, shuffle, shuffle_buffer
+        self.rank, self.readers_per_rank = rank, max(num_workers, 1)
+        self.num_readers = num_replicas * self.readers_per_rank
+        self.num_cuts = sum(s.num_cuts for s in shards)
+        self.batches_per_reader = self.num_cuts // (self.num_readers * batch_size)
+        if self.batches_per_reader == 0:
+            raise ValueError(
+                f"data.train: {self.num_cuts} cuts cannot fill one batch of {batch_size} for each of "
+                f"{self.num_readers} readers ({num_replicas} device(s) × {self.readers_per_rank} worker(s)); "
+                "lower data.batch_size or data.num_workers"
+            )
+        self._readers: dict[int, _Reader] = {}
+
+    def __len__(self) -> int:
+        """Batches of this rank per epoch."""
+        return self.batches_per_reader * self.readers_per_rank
+
+    def __getitem__(self, key: tuple[int, int]) -> Tensor:
+        k, epoch = key
+        w, j = k % self.readers_per_rank, k // self.readers_per_rank
+        reader = self._readers.get(w)
+        if reader is None or reader.epoch != epoch or reader.next_batch > j:
+            self._readers[w] = reader = self._open(epoch, self.rank * self.readers_per_rank + w)
+        while reader.next_batch < j:
+            reader.take(self.batch_size)  # fast-forward: read, do not decode
+        return self._batch(reader.take(self.batch_size), epoch)
+
+    def _open(self, epoch: int, g: int) -> _Reader:
+        order = self.shards
+        if self.shuffle:
+            perm = torch.randperm(len(order), generator=torch.Generator().manual_seed(_mix(self.seed, "shards", epoch)))
+            order = [order[i] for i in perm.tolist()]
+        length = self.batches_per_reader * self.batch_size
+        items = read_range(order, g * length, (g + 1) * length)
+        if self.shuffle and self.shuffle_buffer > 1:
+            items = buffer_shuffle(items, self.shuffle_buffer, random.Random(_mix(self.seed, "buffer", epoch, g)))
+        return _Reader(epoch, items)
+
+    def _batch(self, items: list[tuple[int, AudioFile | None, str]], epoch: int) -> Tensor:
+        good = [f for _, f, _ in items if f is not None]
+        out = []
+        for index, file, name in items:
+            draws = item_draws(self.seed, epoch, index)
+            # The cut itself, then the batch's other cuts (the folder module's "next loadable file"), same draws.
+            candidates = ([file] if file is not None else []) + [f for f in good if f is not file]
+            for candidate in candidates:
+                try:
+                    out.append(self.make(candidate, draws))
+                    break
+                except LOAD_ERRORS as err:
+                    warnings.warn(f"skipping {candidate.path} (failed while decoding: {err})", stacklevel=2)
+                    good = [f for f in good if f is not candidate]
+            else:
+                raise RuntimeError(f"every cut of a training batch failed to load (first: {name})")
+        return torch.stack(out)  # (B, 1, T)
+
+
+class _Reader:
+    def __init__(self, epoch: int, items: Iterator):
+        self.epoch, self.items, self.next_batch = epoch, items, 0
+
+    def take(self, count: int) -> list:
+        batch = [next(self.items) for _ in range(count)]
+        self.next_batch += 1
+        return batch
+
+
+class SharDataModule(AudioDataModule):
+    """lhotse Shar sets -> batches (B, 1, T) of mono crops at ``sample_rate``: the folder module's semantics.
+
+    Args:
+        train, val, test: a local Shar directory, or a mapping ``{"cuts": [...], "recording": [...]}`` naming
+            every shard (paths, ``pipe:`` commands or URLs as lhotse opens them). ``val``/``test`` cuts are held
+            in memory (``max_val_items`` of them for validation); ``None`` disables the split.
+        shuffle_buffer: cuts held by each reader's shuffle buffer (their encoded audio stays in memory:
+            about ``shuffle_buffer`` × the mean encoded cut size per worker); 1 or less keeps the shard order
+            inside each reader's range. The shard order is shuffled every epoch whenever ``shuffle`` is on.
+
+    Every other argument is :class:`~taae.data.AudioDataModule`'s, with the same meaning and default.
+    """
+
+    def __init__(self, train: str | dict[str, list[str]], val: str | dict[str, list[str]] | None = None,
+                 test: str | dict[str, list[str]] | None = None, sample_rate: int = 16000,
+                 segment_length: int = 32000, val_segment_length: int | None = None, batch_size: int = 8,
+                 val_batch_size: int | None = None, num_workers: int = 0, loudness_target: float | None = -20.0,
+                 loudness_range: float = 5.0, phase_inversion_prob: float = 0.5, max_val_items: int | None = 64,
+                 seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 256):
+        if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 0:
+            raise ValueError(f"data.shuffle_buffer must be an integer >= 0, got {shuffle_buffer!r}")
+        super().__init__(train, val, test, sample_rate, segment_length, val_segment_length, batch_size,
+                         val_batch_size, num_workers, loudness_target, loudness_range, phase_inversion_prob,
+                         max_val_items, seed, shuffle)
+        self.shuffle_buffer = shuffle_buffer
+        self._shards: dict[str, list[Shard]] = {}
+
+    def _check_source(self, key: str, value) -> None:
+        shard_fields(value, f"data.{key}")  # a missing directory or unpaired shards fail here, before training
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val", "test"))
+        for split in wanted:
+            source = {"train": self.train_path, "val": self.val_path, "test": self.test_path}[split]
+            if source is None or split in self._shards:
+                continue
+            self._shards[split] = list_shards(source, f"data.{split}")
+            if split != "train":
+                self.datasets[split] = AudioDataset(
+                    self._held_cuts(split), self.sample_rate,
+                    segment_length=self.val_segment_length if split == "val" else None, mode=split,
+                    loudness_target=self.loudness_target, seed=self.seed)
+
+    def _held_cuts(self, split: str) -> list[AudioFile]:
+        """The validation picks (evenly spaced, as the folder module picks files) or every test cut, in memory."""
+        shards = self._shards[split]
+        total = sum(s.num_cuts for s in shards)
+        picks = range(total)
+        if split == "val" and self.max_val_items is not None and total > self.max_val_items:
+            picks = torch.linspace(0, total - 1, self.max_val_items).round().long().tolist()
+        wanted, files = set(picks), []
+        for index, file, name in read_range(shards, 0, total):
+            if index in wanted:
+                if file is None:
+                    self._skipped.append((name, "unreadable in its shard"))
+                else:
+                    files.append(file)
+        if not files:
+            raise ValueError(f"data.{split}: no readable cuts in {len(shards)} shard(s)")
+        return files
+
+    def _train_data(self, world: int, rank: int) -> tuple[Dataset, EpochSampler, dict]:
+        if "train" not in self._shards:
+            self.setup("fit")
+        make = ItemMaker(self.sample_rate, self.segment_length, "train", self.loudness_target, self.loudness_range,
+                         self.phase_inversion_prob)
+        stream = SharStream(self._shards["train"], make, self.batch_size, self.seed, self.shuffle,
+                            self.shuffle_buffer, world, rank, self.num_workers)
+        # One key per batch; the stream orders the cuts, so the key sampler itself never shuffles.
+        sampler = EpochSampler(len(stream), 1, self.seed, shuffle=False)
+        return stream, sampler, {"batch_size": None}
