@@ -56,4 +56,11 @@ def test_experiment_builds_its_generator_with_the_stated_size(paths):
 @pytest.mark.parametrize("path", sorted((CONFIGS / "data").glob("*.yaml")), ids=lambda p: p.name)
 def test_data_config_parses(path):
     cli = _ParseOnly(args=["--config", str(CONFIGS / "taae/tiny.yaml"), "--config", str(path)], run=False)
-    assert cli.config["data"]["class_path"].endswith("AudioDataModule")
+    assert cli.config["data"]["class_path"] in ("taae.data.AudioDataModule", "taae.data.SharDataModule")
+
+
+def test_ddp_trainer_config_composes():
+    paths = [CONFIGS / "taae/tiny.yaml", DEMO, CONFIGS / "trainer/cpu.yaml", CONFIGS / "trainer/ddp.yaml"]
+    cli = _ParseOnly(args=[a for p in paths for a in ("--config", str(p))], run=False)
+    assert cli.config["trainer"]["use_distributed_sampler"] is False
+    assert cli.config["trainer"]["strategy"]["init_args"]["find_unused_parameters"] is True

@@ -10,7 +10,8 @@ which halves what each one sees, spec/taae.md §15.12):
      just-updated discriminator, clipped to ``grad_clip_g``; then the EMA update.
 A non-finite reconstruction or discriminator loss/gradient skips the whole batch (neither network steps); a
 non-finite generator loss/gradient skips the generator step. Skipped steps leave weights and optimiser states as
-they were, ``nan_skips`` counts them, and training goes on.
+they were, ``nan_skips`` counts them, and training goes on. Under DDP each check is all-reduced, so a skip on
+one rank is a skip on every rank (``taae.training.distributed``).
 
 Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch (a gradient-free
 D step while the discriminator is off), so ``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator
@@ -40,6 +41,7 @@ from taae.losses import (
     generator_adversarial_loss,
 )
 from taae.models import model_spec
+from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
 
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
@@ -185,7 +187,7 @@ class CodecModule(L.LightningModule):
         wav = self._audio(batch)  # (B, 1, T)
         opt_g, opt_d = self.optimizers()
         out = self.generator(wav)
-        if not torch.isfinite(out.audio).all():
+        if not finite_on_all_ranks(out.audio):  # every check is agreed by all ranks (DDP)
             return self._skip("reconstruction")
         logs: dict[str, Tensor] = {}
         steps = int(self.generator_steps)
@@ -198,7 +200,7 @@ class CodecModule(L.LightningModule):
                                         kind=self.adversarial_loss)
             self.manual_backward(loss_d)
             norm_d = self._clip(self.discriminator.parameters(), self.grad_clip_d)
-            ok = bool(torch.isfinite(loss_d) & torch.isfinite(norm_d))
+            ok = finite_on_all_ranks(loss_d, norm_d)
             if ok:
                 opt_d.step()
             opt_d.zero_grad(set_to_none=True)
@@ -216,7 +218,7 @@ class CodecModule(L.LightningModule):
         loss_g = sum(self._weight(name) * value for name, value in terms.items() if self._weight(name))
         self.manual_backward(loss_g)
         norm_g = self._clip(self.generator.parameters(), self.grad_clip_g)
-        ok = bool(torch.isfinite(loss_g) & torch.isfinite(norm_g))
+        ok = finite_on_all_ranks(loss_g, norm_g)
         if ok:
             opt_g.step()
         opt_g.zero_grad(set_to_none=True)

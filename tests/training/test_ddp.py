@@ -1,0 +1,90 @@
+"""Two-process DDP on CPU (gloo) through configs/trainer/ddp.yaml: exact mid-epoch resume, disjoint data per
+rank, a NaN on one rank skipped on both, one EMA. Each run is tests/training/ddp_worker.py in a subprocess."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from taae.data.prepare import prepare
+from tests.conftest import synth_speech
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("ddp_worker.py")
+BATCHES_PER_EPOCH = 3  # 12 cuts / (2 ranks × batch 2)
+NAN_RANK, NAN_BATCH = 1, 1
+STEPS, CKPT = 14, 8    # 7 generator steps + the skipped batch = 8 batches; checkpoint after 5 (epoch 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(WORKER), "--data", str(data), "--out", str(out), "--nan-rank", str(NAN_RANK),
+           "--nan-batch", str(NAN_BATCH), *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, out: Path) -> list[dict]:
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-3000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    for i in range(12):
+        sf.write(root / f"utt{i:02d}.wav", synth_speech(0.3, 16000, seed=i)[0].numpy(), 16000)
+    data = root / "shar"
+    prepare(root, data, shard_size=3, progress=False)
+    # The uninterrupted run checkpoints mid-epoch and goes on; a second run resumes from that checkpoint.
+    runs = {"straight": _finish(_start(data, root / "straight", "--max-steps", str(STEPS), "--ckpt-every",
+                                       str(CKPT)), root / "straight")}
+    runs["checkpoints"] = ckpts = sorted((root / "straight" / "ckpt").glob("*.ckpt"))
+    resumed = _start(data, root / "resumed", "--max-steps", str(STEPS), "--resume", str(ckpts[0]))
+    runs["resumed"] = _finish(resumed, root / "resumed")
+    return runs
+
+
+def test_two_process_resume_is_bit_identical_to_an_uninterrupted_run(runs):
+    straight, resumed = runs["straight"], runs["resumed"]
+    assert [r["world_size"] for r in straight] == [2, 2]
+    assert straight[0]["weights"] == resumed[0]["weights"] == straight[1]["weights"] == resumed[1]["weights"]
+    assert straight[0]["ema"] == resumed[0]["ema"]
+    for rank in (0, 1):  # the resumed run saw exactly the batches the uninterrupted one saw after the checkpoint
+        done = resumed[rank]["seen"][0][0]  # batches before the checkpoint (the NaN batch made no step)
+        assert done == CKPT // 2 + 1 and done % BATCHES_PER_EPOCH != 0  # mid-epoch
+        assert resumed[rank]["seen"] == straight[rank]["seen"][done:]
+
+
+def test_each_rank_sees_disjoint_data_every_epoch(runs):
+    seen = [runs["straight"][rank]["seen"] for rank in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == STEPS // 2 + 1
+    for epoch in range(len(seen[0]) // BATCHES_PER_EPOCH):
+        items = [{h for b in s[epoch * BATCHES_PER_EPOCH:(epoch + 1) * BATCHES_PER_EPOCH] for h in b[1:]}
+                 for s in seen]
+        assert len(items[0]) == len(items[1]) == 2 * BATCHES_PER_EPOCH
+        assert not items[0] & items[1]
+
+
+def test_nan_on_one_rank_skips_the_step_on_both(runs):
+    for rank in runs["straight"]:
+        assert rank["nan_skips"] == 1 and rank["generator_steps"] == STEPS // 2
+    # Had only rank 1 skipped, its replica would have drifted from rank 0's (or rank 0 would wait forever).
+    assert runs["straight"][0]["weights"] == runs["straight"][1]["weights"]
+    assert runs["straight"][0]["ema"] == runs["straight"][1]["ema"]
+
+
+def test_checkpoints_are_written_once(runs):
+    assert [p.name for p in runs["checkpoints"]] == [f"epoch=1-step={CKPT}.ckpt"]
