@@ -6,6 +6,9 @@
     taae decode tokens/ decoded/ --checkpoint export/
     taae info --checkpoint last.ckpt
     taae export --checkpoint last.ckpt export/ [--no-ema]
+
+Corpus verbs (``taae.jobs.cli``): ``prepare`` (audio → lhotse Shar), ``tokenize`` (Shar → token shards, multi-device),
+``tokens-export`` (token shards → one flat array for LM training).
 """
 
 from __future__ import annotations
@@ -110,7 +113,8 @@ def cmd_export(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taae", description="TAAE / RVQGAN speech codec: encode, decode, "
                                      "inspect and export trained models.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{encode,decode,info,export}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{encode,decode,info,export,prepare,tokenize,tokens-export}")
 
     def add(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -138,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = add("export", "write config.json + model.safetensors", cmd_export)
     export.add_argument("output", help="output folder")
     export.add_argument("--no-ema", action="store_true", help="export the raw generator weights, not the EMA")
+    from taae.jobs.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

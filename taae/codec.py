@@ -252,6 +252,11 @@ class Codec:
             batch = self.preprocess(wav, sample_rate, normalize).unsqueeze(0)  # (1, 1, T')
         return self._encode(batch, self.resolve_preset(preset))
 
+    def encode_prepared(self, wav: Tensor, preset: str | None = None) -> Tensor:
+        """Encode audio that went through :meth:`preprocess` already: (B, 1, T) at the model's rate → (B, K, S)
+        int64 on the CPU (corpus tokenization pre-processes in its loader workers)."""
+        return self._encode(wav, self.resolve_preset(preset))
+
     def _encode(self, wav: Tensor, preset: str) -> Tensor:  # (B, 1, T) → (B, K, S)
         frames = num_frames(wav.shape[-1], self.hop_length)
         wav = F.pad(wav, (0, frames * self.hop_length - wav.shape[-1]))

@@ -1,0 +1,203 @@
+"""Corpus tokenization as a Lightning ``predict`` job: ``taae tokenize SHAR_IN OUT -c C -p P --devices N``.
+
+Shape legend: T samples, K tokens per frame, S latent frames.
+
+NeMo's pattern (a token field beside the recordings, written by ``predict`` under DDP), in taae's code:
+
+    shards still missing in OUT ──rank r takes shards r, r+R, …; its loader workers split them again──►
+    cuts in stored order ─decode, mono, resample, −20 LUFS (the `taae encode` path)─► (1, 1, T)
+    ─predict_step: Codec.encode_prepared (one cut per forward: equal to `taae encode` token for token)─► (K, S)
+    ─TokenShardWriter: a shard's cuts, once all are in─► one token shard + its summary (atomically)
+    ─rank 0, after every rank is done─► manifest.json
+
+A re-run skips the shards whose summary is present; a corrupt cut (or the rest of a truncated tar) is reported
+in the summary and skipped; a folder written by another model, preset or format is refused before anything is
+touched. Every rank decides which shards are missing before the process group starts, and nothing is written
+until every rank has joined it, so all ranks see the same list.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import soundfile as sf
+import torch
+import torch.distributed as dist
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from taae.audio import preprocess
+from taae.data.dataset import LOAD_ERRORS
+from taae.data.shar import Shard, list_shards, read_range
+from taae.jobs.token_shards import (
+    TOKEN_FORMATS,
+    TokenJob,
+    complete_summaries,
+    load_manifest,
+    write_manifest,
+    write_token_shard,
+)
+
+
+@dataclass
+class TokenizeReport:
+    """One run: shards found, written now and already complete, and the rebuilt manifest's totals."""
+
+    out: str
+    shards: int
+    written: int
+    already_complete: int
+    cuts: int
+    skipped: int
+    hours: float
+    is_global_zero: bool = True
+    """False in the extra processes of a multi-device run (their report is rank 0's to print)."""
+
+    def summary(self) -> str:
+        return (f"{self.out}: {self.shards} shards ({self.written} written, {self.already_complete} already "
+                f"complete), {self.cuts} cuts, {self.hours:.3f} h tokenized, {self.skipped} cuts skipped")
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class ShardCuts(IterableDataset):
+    """This rank's (and worker's) share of whole shards, as one item per cut (``None`` audio when unreadable)."""
+
+    def __init__(self, shards: list[tuple[int, Shard]], sample_rate: int, target_lufs: float | None):
+        self.shards, self.sample_rate, self.target_lufs = shards, sample_rate, target_lufs
+
+    def _mine(self) -> list[tuple[int, Shard]]:
+        rank, world = _rank_and_world()
+        mine = self.shards[rank::world]
+        worker = get_worker_info()
+        return mine[worker.id::worker.num_workers] if worker is not None else mine
+
+    def __len__(self) -> int:
+        rank, world = _rank_and_world()
+        return sum(max(s.num_cuts, 1) for _, s in self.shards[rank::world])
+
+    def __iter__(self):
+        from lhotse.lazy import LazyManifestIterator
+
+        for number, shard in self._mine():
+            if shard.num_cuts == 0:
+                yield {"shard": number, "count": 0}
+                continue
+            ids = [cut.id for cut in LazyManifestIterator(shard.cuts)]
+            for position, (index, file, name) in enumerate(read_range([shard], 0, shard.num_cuts)):
+                item = {"shard": number, "count": shard.num_cuts, "cut_id": ids[position], "wav": None,
+                        "num_samples": 0, "error": "unreadable in its shard"}
+                if file is not None:
+                    try:
+                        wav, rate = sf.read(io.BytesIO(file.data), dtype="float32", always_2d=True)
+                        wav = preprocess(torch.from_numpy(wav.T.copy()), rate, self.sample_rate, self.target_lufs,
+                                         source=name)
+                        item |= {"wav": wav.unsqueeze(0), "num_samples": wav.shape[-1], "error": None}
+                    except LOAD_ERRORS + (ValueError,) as err:
+                        item["error"] = str(err)
+                yield item
+
+
+class TokenizerModule(L.LightningModule):
+    """Wraps a :class:`taae.codec.Codec` for ``predict``: one cut in, its (K, S) tokens out."""
+
+    def __init__(self, codec, preset: str):
+        super().__init__()
+        self.codec, self.preset = codec, preset
+        self.model = codec.model  # a submodule, so that Lightning moves it to the device
+
+    def on_predict_start(self) -> None:
+        self.codec.device = self.device
+
+    def predict_step(self, item: dict, batch_idx: int = 0) -> dict:
+        out = {k: v for k, v in item.items() if k != "wav"}
+        if item.get("wav") is not None:
+            out["tokens"] = self.codec.encode_prepared(item["wav"], self.preset)[0]  # (K, S)
+        elif item.get("count"):
+            out["tokens"] = None
+        return out
+
+
+class TokenShardWriter(BasePredictionWriter):
+    """Collects each shard's cuts and writes the shard once all have arrived; rank 0 writes the manifest last."""
+
+    def __init__(self, out: Path, job: TokenJob, shards: dict[int, Shard], source: str, num_shards: int):
+        super().__init__(write_interval="batch")
+        self.out, self.job, self.shards, self.source, self.num_shards = out, job, shards, source, num_shards
+        self.pending: dict[int, list[dict]] = {}
+        self.written = 0
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        number = prediction["shard"]
+        cuts = self.pending.setdefault(number, [])
+        if prediction["count"]:
+            cuts.append(prediction)
+        if len(cuts) == prediction["count"]:
+            write_token_shard(self.out, number, self.job, self.shards[number].cuts, self.pending.pop(number))
+            self.written += 1
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self.pending:
+            raise RuntimeError(f"shards {sorted(self.pending)} ended before all their cuts arrived")
+        trainer.strategy.barrier("taae-tokenize")
+        if trainer.is_global_zero:
+            write_manifest(self.out, self.job, self.source, self.num_shards)
+
+
+def tokenize(shar_in: str, out: str | os.PathLike, checkpoint: str, preset: str | None = None, devices: int = 1,
+             num_nodes: int = 1, accelerator: str = "auto", token_format: str = "npz", num_workers: int = 0,
+             normalize: bool = True, progress: bool = True) -> TokenizeReport:
+    """Tokenize every shard of ``shar_in`` into ``out``; see the module docstring.
+
+    Raises:
+        FileNotFoundError: no such Shar directory or checkpoint.
+        ValueError: a bad argument, a Shar set without cuts, or an ``out`` written by another model, preset or
+            format (nothing in ``out`` is changed then).
+    """
+    from taae.codec import Codec
+
+    if token_format not in TOKEN_FORMATS:
+        raise ValueError(f"--format must be one of {list(TOKEN_FORMATS)}, got {token_format!r}")
+    for key, value in (("--devices", devices), ("--num-nodes", num_nodes)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {num_workers}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    shards = list_shards(shar_in, "SHAR_IN")
+    codec = Codec.load(checkpoint)
+    name = codec.resolve_preset(preset)
+    job = TokenJob(codec.model_hash, name, tuple(codec.presets()[name].vocab_sizes), codec.frame_rate,
+                   codec.sample_rate, token_format, normalize)
+    done = complete_summaries(out, job) if out.is_dir() else {}
+    todo = [(n, s) for n, s in enumerate(shards) if n not in done]
+    source = str(shar_in)
+    if todo:
+        out.mkdir(parents=True, exist_ok=True)
+        writer = TokenShardWriter(out, job, dict(todo), source, len(shards))
+        world = devices * num_nodes
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                            strategy="ddp" if world > 1 else "auto", precision="32-true", logger=False,
+                            callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=progress, use_distributed_sampler=False)
+        loader = DataLoader(ShardCuts(todo, codec.sample_rate, codec.target_lufs if normalize else None),
+                            batch_size=None, num_workers=num_workers)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.predict(TokenizerModule(codec, name), dataloaders=loader, return_predictions=False)
+        if not trainer.is_global_zero:  # a DDP child: rank 0 wrote the manifest and reports
+            return TokenizeReport(str(out), len(shards), writer.written, len(done), 0, 0, 0.0, is_global_zero=False)
+    manifest = load_manifest(out) if todo else write_manifest(out, job, source, len(shards))
+    return TokenizeReport(str(out), len(shards), manifest["shards_complete"] - len(done), len(done),
+                          manifest["cuts"], manifest["skipped"], manifest["hours"])
