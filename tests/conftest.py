@@ -63,3 +63,37 @@ def one_thread():
 @pytest.fixture
 def speech():
     return synth_speech
+
+
+def garble_first_member(tar_path) -> None:
+    """Overwrite the first bytes of a tar's first member (a Shar shard's first recording), keeping the tar valid."""
+    import io
+    import tarfile
+
+    with tarfile.open(tar_path) as t:
+        members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+    with tarfile.open(tar_path, "w") as t:
+        for i, (member, data) in enumerate(members):
+            data = b"garbage!!!" + data[10:] if i == 0 else data
+            member.size = len(data)
+            t.addfile(member, io.BytesIO(data))
+
+
+def batch_recorder():
+    """A LightningModule class with one weight that keeps a copy of every training batch in ``seen``."""
+    import lightning
+
+    class Recorder(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen = []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append(batch.clone())
+            return self.w.square().sum() + self.w.sum() * batch.mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Recorder

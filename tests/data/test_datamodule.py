@@ -11,7 +11,7 @@ import torch
 
 from taae.audio import loudness, save_audio
 from taae.data import AudioDataModule, EpochSampler, find_audio_files
-from tests.conftest import synth_speech
+from tests.conftest import batch_recorder, synth_speech
 
 SEG = 4000
 
@@ -219,18 +219,7 @@ def test_lightning_resume_mid_epoch_is_exact(tmp_path, messy):
 
     add_extra(messy, 3)
 
-    class Recorder(lightning.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-            self.seen = []
-
-        def training_step(self, batch, batch_idx):
-            self.seen.append(batch.clone())
-            return self.w.square().sum() + self.w.sum() * batch.mean()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    Recorder = batch_recorder()
 
     kw = dict(
         logger=False,

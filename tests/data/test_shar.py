@@ -1,7 +1,6 @@
 """SharDataModule: the folder module's batches from Shar shards, rank/worker splitting, exact resume, bad shards."""
 
 import hashlib
-import tarfile
 import warnings
 
 import lightning as L
@@ -13,7 +12,7 @@ from taae.data import AudioDataModule, SharDataModule
 from taae.data.dataset import ItemMaker
 from taae.data.prepare import prepare, shard_names
 from taae.data.shar import SharStream, list_shards
-from tests.conftest import synth_speech
+from tests.conftest import batch_recorder, garble_first_member, synth_speech
 
 SEG = 1280
 
@@ -87,18 +86,7 @@ def test_ranks_and_workers_read_disjoint_equal_parts(corpus):
 def test_lightning_resume_mid_epoch_with_workers_is_exact(tmp_path, corpus):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    class Recorder(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-            self.seen = []
-
-        def training_step(self, batch, batch_idx):
-            self.seen.append(batch.clone())
-            return self.w.square().sum() + self.w.sum() * batch.mean()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    Recorder = batch_recorder()
 
     def data():
         return SharDataModule(str(corpus[1]), segment_length=SEG, batch_size=2, num_workers=2, shuffle_buffer=3)
@@ -123,14 +111,7 @@ def test_corrupt_recordings_are_replaced_and_batch_counts_hold(tmp_path, corpus)
     for n in range(4):
         for path in shard_names(corpus[1], n):
             (shar / path.name).write_bytes(path.read_bytes())
-    _, tar = shard_names(shar, 1)
-    with tarfile.open(tar) as t:  # shard 1: garble the first recording's FLAC bytes
-        members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
-    with tarfile.open(tar, "w") as t:
-        for i, (m, data) in enumerate(members):
-            data = b"not a flac" + data[10:] if i == 0 else data
-            m.size = len(data)
-            t.addfile(m, __import__("io").BytesIO(data))
+    garble_first_member(shard_names(shar, 1)[1])  # shard 1: the first recording's FLAC bytes
     _, tar2 = shard_names(shar, 2)
     tar2.write_bytes(tar2.read_bytes()[:3000])  # shard 2: truncated mid-tar
     dm = SharDataModule(str(shar), segment_length=SEG, batch_size=2, shuffle=False)

@@ -1,12 +1,10 @@
 """taae tokenize: tokens equal `taae encode`, lhotse-readable, resumable after a crash, two processes equal one,
 bad input refused in one line with nothing lost; taae tokens-export."""
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from taae.jobs.lm_export import export_tokens
 from taae.jobs.token_shards import load_manifest, read_token_shard
 from taae.jobs.tokenize import tokenize
 from taae.models.taae import TAAE, TAAEConfig
-from tests.conftest import synth_speech
+from tests.conftest import garble_first_member, synth_speech
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,14 +41,7 @@ def setup(tmp_path_factory):
         sf.write(src / f"utt{i}.wav", synth_speech(0.3 + 0.1 * i, 16000, seed=i)[0].numpy(), 16000)
     shar = root / "shar"
     prepare(src, shar, shard_size=2, progress=False)
-    _, tar = shard_names(shar, 1)
-    with tarfile.open(tar) as t:
-        members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
-    with tarfile.open(tar, "w") as t:
-        for i, (m, data) in enumerate(members):
-            data = b"garbage!!!" + data[10:] if i == 0 else data
-            m.size = len(data)
-            t.addfile(m, io.BytesIO(data))
+    garble_first_member(shard_names(shar, 1)[1])
     return src, shar, tiny_export(root / "model", 0)
 
 
