@@ -209,7 +209,7 @@ class SharStream(Dataset):
             self._readers[w] = reader = self._open(epoch, self.rank * self.readers_per_rank + w)
         while reader.next_batch < j:
             reader.take(self.batch_size)  # fast-forward: read, do not decode
-        return self._batch(reader.take(self.batch_size), epoch)
+        return self._batch(reader, reader.take(self.batch_size), epoch)
 
     def _open(self, epoch: int, g: int) -> _Reader:
         order = self.shards
@@ -222,28 +222,31 @@ class SharStream(Dataset):
             items = buffer_shuffle(items, self.shuffle_buffer, random.Random(_mix(self.seed, "buffer", epoch, g)))
         return _Reader(epoch, items)
 
-    def _batch(self, items: list[tuple[int, AudioFile | None, str]], epoch: int) -> Tensor:
-        good = [f for _, f, _ in items if f is not None]
+    def _batch(self, reader: _Reader, items: list[tuple[int, AudioFile | None, str]], epoch: int) -> Tensor:
+        good = [f for _, f, _ in items if f is not None] + ([reader.last_good] if reader.last_good else [])
         out = []
         for index, file, name in items:
             draws = item_draws(self.seed, epoch, index)
-            # The cut itself, then the batch's other cuts (the folder module's "next loadable file"), same draws.
+            # The cut itself, then the batch's other cuts (the folder module's "next loadable file"), then the
+            # reader's last good cut (a truncated shard can leave a whole batch unreadable); always its own draws.
             candidates = ([file] if file is not None else []) + [f for f in good if f is not file]
             for candidate in candidates:
                 try:
                     out.append(self.make(candidate, draws))
+                    reader.last_good = candidate
                     break
                 except LOAD_ERRORS as err:
                     warnings.warn(f"skipping {candidate.path} (failed while decoding: {err})", stacklevel=2)
                     good = [f for f in good if f is not candidate]
             else:
-                raise RuntimeError(f"every cut of a training batch failed to load (first: {name})")
+                raise RuntimeError(f"no cut of this reader could be decoded so far (first failure: {name})")
         return torch.stack(out)  # (B, 1, T)
 
 
 class _Reader:
     def __init__(self, epoch: int, items: Iterator):
         self.epoch, self.items, self.next_batch = epoch, items, 0
+        self.last_good: AudioFile | None = None
 
     def take(self, count: int) -> list:
         batch = [next(self.items) for _ in range(count)]

@@ -36,7 +36,7 @@ def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen, out: Path) -> list[dict]:
-    log, _ = proc.communicate(timeout=600)
+    log, _ = proc.communicate(timeout=900)  # a rank that waits forever fails here
     assert proc.returncode == 0, log[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
