@@ -103,7 +103,9 @@ class ShardCuts(IterableDataset):
                                          source=name)
                         item |= {"wav": wav.unsqueeze(0), "num_samples": wav.shape[-1], "error": None}
                     except LOAD_ERRORS + (ValueError,) as err:
-                        item["error"] = str(err)
+                        # libsndfile names the in-memory stream by its address: keep only the reason, so that
+                        # summaries of the same input are identical from run to run.
+                        item["error"] = f"undecodable audio ({str(err).rsplit(': ', 1)[-1]})"
                 yield item
 
 
