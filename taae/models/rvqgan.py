@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
@@ -58,11 +59,11 @@ class Encoder(nn.Module):
 class DecoderBlock(nn.Module):
     """Snake → transposed conv (k=2s, output_padding s % 2) → three residual units (dac.md §3.3, §3.4 fix)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, exact_length: bool = True):
         super().__init__()
         self.block = nn.Sequential(
             Snake1d(in_channels),
-            UpsampleConv(in_channels, out_channels, stride),
+            UpsampleConv(in_channels, out_channels, stride, exact_length),
             *(ResidualUnit(out_channels, dilation=d) for d in DILATIONS),
         )
 
@@ -73,17 +74,20 @@ class DecoderBlock(nn.Module):
 class Decoder(nn.Module):
     """Conv k7 to ``dim`` → a block per stride (channels halve) → Snake → conv k7 to 1 → tanh (dac.md §3.3)."""
 
-    def __init__(self, latent_dim: int, dim: int, strides: tuple[int, ...]):
+    def __init__(self, latent_dim: int, dim: int, strides: tuple[int, ...], exact_length: bool = True):
         super().__init__()
+        self.hop_length = math.prod(strides)
         layers: list[nn.Module] = [WNConv1d(latent_dim, dim, kernel_size=7, padding=3)]
         for stride in strides:
-            layers.append(DecoderBlock(dim, dim // 2, stride))
+            layers.append(DecoderBlock(dim, dim // 2, stride, exact_length))
             dim //= 2
         layers += [Snake1d(dim), WNConv1d(dim, 1, kernel_size=7, padding=3), nn.Tanh()]
         self.block = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:  # (B, D, S) -> (B, 1, S·hop)
-        return self.block(z)
+        wav = self.block(z)
+        # Only with exact_length=False (DAC's rule) is the output short: zeros restore S·hop, DAC's samples first.
+        return F.pad(wav, (0, z.shape[-1] * self.hop_length - wav.shape[-1]))
 
 
 @dataclass
@@ -115,6 +119,9 @@ class RVQGANConfig:
     """Factorised lookup width E of every stage (dac.md §4.1: 8)."""
     quantizer_dropout: float = 0.5
     """Fraction p of each training batch given a random codebook count (dac.md §4.2: 0.5 in released configs)."""
+    exact_length: bool = True
+    """Transposed convs with ``output_padding = stride % 2``, so decode gives exactly S·hop samples (ours). False
+    keeps DAC 1.0.0's rule (8 samples short at 16 kHz, zero-padded back), as its released weights expect."""
 
     def __post_init__(self) -> None:
         # YAML and plain dicts give lists; keep the dataclass hashable-looking and comparable.
@@ -178,7 +185,7 @@ class RVQGAN(nn.Module):
         self.encoder = Encoder(config.encoder_dim, config.encoder_strides, config.latent_dim)
         self.quantizer = ResidualVectorQuantizer(config.latent_dim, config.n_codebooks, config.codebook_size,
                                                  config.codebook_dim, config.quantizer_dropout)
-        self.decoder = Decoder(config.latent_dim, config.decoder_dim, config.decoder_strides)
+        self.decoder = Decoder(config.latent_dim, config.decoder_dim, config.decoder_strides, config.exact_length)
         self.apply(_dac_init)
         self._presets = self._build_presets()
 

@@ -71,6 +71,12 @@ class TAAEConfig:
     """Activation checkpointing per transformer layer (saves memory, costs one extra forward)."""
     output_tanh: bool = False
     """Soft-clip the output waveform with tanh (§2 step 6: off by default)."""
+    identity_stride1: bool = False
+    """Stride-1 stages whose width does not change get no conv, as stable-audio-tools' TAAEBlock builds them
+    (needed to load the released weights, see taae.interop); False gives every stage taae's 1×1 projection."""
+    token_rule: str = "taae"
+    """How post-hoc tokens are formed: ``taae`` (canonical, round half up) or ``stable-codec`` (that package's own
+    rounding and float order, so that its token datasets and ours agree; see taae.interop.stable_codec_tokens)."""
 
     def __post_init__(self):
         for name in ("widths", "strides", "depths", "window"):
@@ -104,6 +110,13 @@ class TAAEConfig:
             raise ValueError(f"window must be (left, right) with both >= 0, got {self.window}")
         if not 0.0 <= self.dither_prob <= 1.0:
             raise ValueError(f"dither_prob must be in [0, 1], got {self.dither_prob}")
+        if self.token_rule not in ("taae", "stable-codec"):
+            raise ValueError(f"token_rule must be 'taae' or 'stable-codec', got {self.token_rule!r}")
+        ins = (self.stem_width, *self.widths[:-1])
+        for i, (w_in, w, s) in enumerate(zip(ins, self.widths, self.strides)):
+            if self.identity_stride1 and s == 1 and w_in != w:
+                raise ValueError(f"identity_stride1: stage {i} has stride 1 but changes the width {w_in} → {w}; "
+                                 "an identity cannot do that")
 
     @property
     def hop_length(self) -> int:
@@ -130,7 +143,7 @@ class TAAEEncoder(nn.Module):
         self.stem = WNConv1d(c.patch_size, c.stem_width, kernel_size=7, padding=3)
         ins = (c.stem_width, *c.widths[:-1])
         self.stages = nn.ModuleList(
-            nn.Sequential(DownsampleConv(w_in, w, s),
+            nn.Sequential(nn.Identity() if c.identity_stride1 and s == 1 else DownsampleConv(w_in, w, s),
                           Transformer(w, d, checkpointing=c.checkpointing, **c.block_kwargs()))
             for w_in, w, s, d in zip(ins, c.widths, c.strides, c.depths)
         )
@@ -152,7 +165,7 @@ class TAAEDecoder(nn.Module):
         outs = (c.stem_width, *c.widths[:-1])
         self.stages = nn.ModuleList(
             nn.Sequential(Transformer(w, d, checkpointing=c.checkpointing, **c.block_kwargs()),
-                          UpsampleConv(w, w_out, s))
+                          nn.Identity() if c.identity_stride1 and s == 1 else UpsampleConv(w, w_out, s))
             for w_out, w, s, d in reversed(list(zip(outs, c.widths, c.strides, depths)))
         )
         self.head = WNConv1d(c.stem_width, c.patch_size, kernel_size=7, padding=3, bias=False)
@@ -205,9 +218,13 @@ class TAAE(nn.Module):
 
     def encode_latent(self, wav: Tensor) -> Tensor:
         """(B, 1, T) → bounded latent tanh(z), (B, D, S), S = ⌈T / hop⌉."""
+        return torch.tanh(self.encode_unbounded(wav))
+
+    def encode_unbounded(self, wav: Tensor) -> Tensor:
+        """(B, 1, T) → the encoder's latent z before tanh, float32 (stable-codec's "pre-bottleneck latents")."""
         self._check_wav(wav)
         wav = pad_to_multiple(wav, self.hop_length)
-        return torch.tanh(self.encoder(patch(wav, self.config.patch_size)).float())
+        return self.encoder(patch(wav, self.config.patch_size)).float()
 
     def decode_codes(self, codes: Tensor) -> Tensor:
         """(B, D, S) codes in [−1, 1] → (B, 1, S·hop)."""
@@ -227,6 +244,11 @@ class TAAE(nn.Module):
     def encode(self, wav: Tensor, preset: str | None = None) -> Tensor:
         """(B, 1, T) → tokens (B, K, S) int64; eval quantisation whatever the module's mode."""
         name = self._resolve(preset)
+        if self.config.token_rule == "stable-codec":
+            from taae.interop.stable_codec_tokens import stable_codec_tokens
+
+            stages = None if name == "native" else self._residual(name).stages
+            return stable_codec_tokens(self.encode_unbounded(wav), stages, self.quantizer.levels)
         bounded = self.encode_latent(wav)
         if name == "native":
             # codes_to_indices rounds with the quantiser's own rule: the eval path, whatever the module's mode.

@@ -80,7 +80,7 @@ class UpsampleConv(nn.Module):
     (L−1)s − 2⌈s/2⌉ + 2s + (s mod 2) = sL for every s ≥ 2; stride 1 is a kernel-1 projection.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, exact_length: bool = True):
         super().__init__()
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
@@ -88,8 +88,10 @@ class UpsampleConv(nn.Module):
         if stride == 1:
             self.conv = WNConv1d(in_channels, out_channels, kernel_size=1)
         else:
+            # exact_length=False keeps DAC's s·L − (s mod 2) frames, which its released weights were trained with.
             self.conv = WNConvTranspose1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride,
-                                          padding=math.ceil(stride / 2), output_padding=stride % 2)
+                                          padding=math.ceil(stride / 2),
+                                          output_padding=stride % 2 if exact_length else 0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
