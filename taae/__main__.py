@@ -6,6 +6,8 @@
     taae decode tokens/ decoded/ --checkpoint export/
     taae info --checkpoint last.ckpt
     taae export --checkpoint last.ckpt export/ [--no-ema]
+    taae import stable-codec stable-codec-speech-16k/ export/   # or: model_config.json model.safetensors export/
+    taae import dac weights_16khz.pth export/
 
 Corpus verbs (``taae.jobs.cli``): ``prepare`` (audio → lhotse Shar), ``tokenize`` (Shar → token shards, multi-device),
 ``tokens-export`` (token shards → one flat array for LM training).
@@ -110,11 +112,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from taae.interop import import_official
+
+    for line in import_official(args.kind, args.sources, args.output, use_ema=not args.no_ema):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taae", description="TAAE / RVQGAN speech codec: encode, decode, "
                                      "inspect and export trained models.")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{encode,decode,info,export,prepare,tokenize,tokens-export}")
+                                metavar="{encode,decode,info,export,import,prepare,tokenize,tokens-export}")
 
     def add(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -142,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = add("export", "write config.json + model.safetensors", cmd_export)
     export.add_argument("output", help="output folder")
     export.add_argument("--no-ema", action="store_true", help="export the raw generator weights, not the EMA")
+    help = "released official weights (stable-codec folder or files, DAC .pth) → a taae export folder"
+    imp = sub.add_parser("import", help=help, description=help)
+    imp.add_argument("kind", choices=["stable-codec", "dac"])
+    imp.add_argument("sources", nargs="+", help="stable-codec: its folder, or model_config.json and the weights; "
+                     "dac: the weights .pth")
+    imp.add_argument("output", help="output folder (config.json + model.safetensors)")
+    imp.add_argument("--no-ema", action="store_true", help="stable-codec training checkpoints: autoencoder., not "
+                     "autoencoder_ema.")
+    imp.set_defaults(func=cmd_import)
     from taae.jobs.cli import add_commands
 
     add_commands(sub)

@@ -129,7 +129,8 @@ class Codec:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
              **kwargs) -> Codec:
-        """Load a Lightning checkpoint (``.ckpt``) or an exported folder (or its ``config.json``).
+        """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
+        weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
 
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
@@ -138,6 +139,13 @@ class Codec:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint or export not found: {path}")
+        from taae.interop import detect, load_official
+
+        kind = None if (path.is_dir() and (path / CONFIG_NAME).is_file()) else detect(path)
+        if kind is not None:  # stable-codec's released folder or DAC's weights file, converted on the fly
+            model, _ = load_official(kind, [path.parent if path.is_file() and kind == "stable-codec" else path],
+                                     use_ema)
+            return cls(model, device=device, weights=f"{kind} official", **kwargs)
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
         spec, state, which = read_checkpoint(path, use_ema)
