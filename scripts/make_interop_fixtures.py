@@ -27,16 +27,17 @@ import argparse
 import hashlib
 import json
 import math
-import wave
+import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "tests" / "fixtures" / "interop"
-SPEECH = ROOT / "tests" / "assets" / "speech_call_fwd.wav"
-TAAE_DIR = OUT / "stable_codec_small"
+sys.path.insert(0, str(ROOT))  # the official venvs do not have taae installed; the tests' input builder is plain
+from tests.interop.common import FIXTURES as OUT  # noqa: E402
+from tests.interop.common import STABLE_CODEC_DIR as TAAE_DIR  # noqa: E402
+from tests.interop.common import speech  # noqa: E402 (the tests rebuild the inputs the same way)
+
 SEED = 1234
 
 BLOCK = {"channels": 128, "c_mults": [1, 2], "strides": [1, 2], "latent_dim": 6, "sliding_window": [63, 64]}
@@ -61,15 +62,6 @@ PRESETS = ["1x46656_400bps", "2x15625_700bps", "4x729_1000bps"]
 DAC_KWARGS = dict(encoder_dim=4, encoder_rates=[2, 4, 5, 8], latent_dim=None, decoder_dim=32,
                   decoder_rates=[8, 5, 4, 2], n_codebooks=4, codebook_size=64, codebook_dim=4,
                   quantizer_dropout=False, sample_rate=16000)
-
-
-def speech(seconds: float) -> torch.Tensor:
-    """(1, 1, T) float32: the test asset's PCM16 / 32768, tiled to length (the tests rebuild it the same way)."""
-    with wave.open(str(SPEECH)) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    n = int(round(seconds * 16000))
-    pcm = np.tile(pcm, math.ceil(n / len(pcm)))[:n]
-    return torch.from_numpy(pcm.astype(np.float32) / 32768.0).reshape(1, 1, n)
 
 
 def digest(t: torch.Tensor) -> str:

@@ -118,3 +118,19 @@ def test_from_config_builds_the_yaml_model(tmp_path):
     assert model.config.patch_size == 320 and model.config.window == (63, 64) and model.config.head_dim == 128
     with pytest.raises(FileNotFoundError):
         from_config(tmp_path / "missing.yaml")
+
+
+def test_identity_stride1_is_the_official_layout_and_validated():
+    config = dict(stem_width=128, widths=(128, 256), strides=(1, 2), depths=(0, 0))
+    official = TAAE(TAAEConfig(**config, identity_stride1=True))
+    ours = TAAE(TAAEConfig(**config))
+    assert isinstance(official.encoder.stages[0][0], torch.nn.Identity)
+    assert isinstance(official.decoder.stages[1][1], torch.nn.Identity)
+    assert sum(p.numel() for p in ours.parameters()) - sum(p.numel() for p in official.parameters()) == 2 * (
+        128 * 128 + 128 + 128)  # two 1x1 projections (v, bias, g) that the official layout does not have
+    wav = torch.randn(1, 1, 1280)
+    assert official.decode(official.encode(wav)).shape == (1, 1, 1280)
+    with pytest.raises(ValueError, match="identity_stride1: stage 1 has stride 1"):
+        TAAEConfig(stem_width=128, widths=(128, 256), strides=(2, 1), depths=(0, 0), identity_stride1=True)
+    with pytest.raises(ValueError, match="token_rule"):
+        TAAEConfig(token_rule="sc")
