@@ -140,7 +140,7 @@ def stable_codec_step() -> None:
     codes = codec.model.bottleneck.encode(latents)
     out["pre_bottleneck_latents"] = latents
     out["native_codes"] = codes
-    out["native_tokens_sat017"] = tokens[..., 0].long()  # SAT 0.0.17's float32 index sum (§15 item 3 bug)
+    out["native_tokens_sat017"] = tokens[..., 0].long()  # SAT 0.0.17's float32 index sum, wrong on some frames
     out["native_audio"] = codec.decode(tokens)
     out["codes_audio"] = codec.model.decode(codes)
     for name in PRESETS:

@@ -62,7 +62,7 @@ def config_from_kwargs(kwargs: dict, source: str) -> RVQGANConfig:
         decoder_strides=tuple(int(r) for r in kwargs["decoder_rates"]),
         n_codebooks=int(kwargs.get("n_codebooks", 9)), codebook_size=int(kwargs.get("codebook_size", 1024)),
         codebook_dim=int(kwargs.get("codebook_dim", 8)),
-        quantizer_dropout=float(dropout) if not isinstance(dropout, bool) else float(dropout),
+        quantizer_dropout=float(dropout),  # DAC stores a bool (False) or a fraction
         exact_length=False,
     )
 

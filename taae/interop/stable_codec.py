@@ -48,7 +48,8 @@ CONFIG_FILE = "model_config.json"
 WEIGHT_FILES = ("model.safetensors", "model.ckpt")
 HEAD_DIM = 128  # TAAEBlock fixes dim_heads = 128
 LAYER_SCALE_INIT = 1e-2  # stable-audio-tools' LayerScale default (matters only when fine-tuning from the import)
-# create_autoencoder_from_config's wrapper default when the JSON omits noise_dropout (spec trap: the paper uses 0.5).
+# stable-audio-tools' DitheredFSQBottleneck default (models/bottleneck.py) when the JSON omits noise_dropout; the
+# paper's value is 0.5, so an import reports when this default is taken.
 NOISE_DROPOUT_DEFAULT = 0.05
 PREFIXES = ("model.", "autoencoder_ema.", "autoencoder.", "state_dict.")
 

@@ -30,7 +30,7 @@ def torch_load_data(path: Path) -> Any:
     import numpy as np
 
     safe = [np.dtype, type(np.dtype("float32")), type(np.dtype("float64")), type(np.dtype("int64"))]
-    scalar = getattr(getattr(np, "_core", np).multiarray, "scalar", None) or np.core.multiarray.scalar
+    scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar  # numpy 2 / numpy 1
     try:
         with torch.serialization.safe_globals([*safe, scalar]):
             return torch.load(path, map_location="cpu", weights_only=True)
