@@ -36,11 +36,13 @@ from taae.export import load_strict
 from taae.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
+    WaveformL1Loss,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
 )
 from taae.models import model_spec
+from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
 
@@ -55,10 +57,16 @@ class CodecModule(L.LightningModule):
         generator: any codec model with the interface of ``taae.models.base`` (TAAE, RVQGAN).
         discriminator: a module returning ``list[list[Tensor]]`` (features, logits last), or None for a
             purely spectral run.
-        mel_loss, stft_loss, perceptual_loss: loss modules ``loss(pred, target)``; a term with weight 0 or no
-            module is not computed (the mel and STFT distances are still logged in validation).
+        mel_loss, stft_loss, waveform_loss, perceptual_loss: loss modules ``loss(pred, target)``; a term with
+            weight 0 or no module is not computed (the mel and STFT distances are still logged in validation).
+            ``waveform_loss`` is the phase-sensitive term: the sample L1 by default, or e.g. a
+            ``CompressedComplexSTFTLoss`` that spreads it over frequency.
         loss_weights: weight per logged term: ``mel``, ``stft``, ``waveform``, ``adv_gen``, ``adv_feat``,
             ``perceptual`` and the model's own terms such as ``vq/commitment``. Unknown names are refused.
+        balancer: how the terms computed from the reconstruction are combined: None (the plain weighted sum
+            Σ w·L) or a ``taae.training.balancer.GradientBalancer``, with which each weight is that term's share
+            of the gradient at the generator output, whatever the term's scale (EnCodec). The model's own terms
+            (``vq/…``) never pass through it. Both log ``train/share/<term>`` and ``train/weight/<term>``.
         adversarial_loss: ``hinge`` (TAAE code default) or ``lsgan`` (DAC).
         feature_matching_normalized: TAAE's normalised L1 (True) or DAC's plain sum (False).
         waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§9.1: "decaying").
@@ -81,8 +89,10 @@ class CodecModule(L.LightningModule):
         discriminator: nn.Module | None = None,
         mel_loss: nn.Module | None = None,
         stft_loss: nn.Module | None = None,
+        waveform_loss: nn.Module | None = None,
         perceptual_loss: nn.Module | None = None,
         loss_weights: dict[str, float] | None = None,
+        balancer: nn.Module | None = None,
         adversarial_loss: str = "hinge",
         feature_matching_normalized: bool = True,
         waveform_decay: float = 1.0,
@@ -99,16 +109,21 @@ class CodecModule(L.LightningModule):
         num_audio_samples: int = 4,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "perceptual_loss"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "waveform_loss",
+                                          "perceptual_loss", "balancer"])
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.mel_loss = mel_loss if mel_loss is not None else MultiScaleMelLoss(sample_rate=generator.sample_rate)
         self.stft_loss = stft_loss if stft_loss is not None else MultiResolutionSTFTLoss()
+        self.waveform_loss = waveform_loss if waveform_loss is not None else WaveformL1Loss()
         self.perceptual_loss = perceptual_loss
         self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS if loss_weights is None else loss_weights)
         self._check_config(adversarial_loss, waveform_decay, adversarial_warmup_steps, discriminator_start_steps,
                            num_audio_samples)
+        self.combiner = balancer if balancer is not None else WeightedSum()
+        if isinstance(self.combiner, GradientBalancer):
+            self.combiner.set_terms(self._output_term_names)
         self.discriminator_start_steps = discriminator_start_steps
         self.adversarial_loss = adversarial_loss
         self.feature_matching_normalized = feature_matching_normalized
@@ -214,11 +229,9 @@ class CodecModule(L.LightningModule):
             opt_d.step()
 
         self.toggle_optimizer(opt_g)
-        terms = self._generator_terms(wav, out, adversarial_on)
-        loss_g = sum(self._weight(name) * value for name, value in terms.items() if self._weight(name))
-        self.manual_backward(loss_g)
+        loss_g, terms, combined = self._generator_backward(wav, out, adversarial_on)
         norm_g = self._clip(self.generator.parameters(), self.grad_clip_g)
-        ok = finite_on_all_ranks(loss_g, norm_g)
+        ok = finite_on_all_ranks(loss_g, norm_g, combined.gradient)
         if ok:
             opt_g.step()
         opt_g.zero_grad(set_to_none=True)
@@ -232,6 +245,8 @@ class CodecModule(L.LightningModule):
         for scheduler in self._schedulers():
             scheduler.step()
         logs.update({f"train/{name}": value.detach() for name, value in terms.items() if name != "mel"})
+        logs.update({f"train/share/{k}": torch.tensor(v) for k, v in combined.shares.items()})
+        logs.update({f"train/weight/{k}": torch.tensor(v) for k, v in combined.weights.items()})
         # Every key from the first step on (NaN while a term is off): a key set that grows mid-run makes
         # Lightning's CSVLogger rewrite its header, which corrupts metrics.csv.
         for key in self._train_keys:
@@ -243,28 +258,63 @@ class CodecModule(L.LightningModule):
         self.log_dict(logs, batch_size=wav.shape[0])
         self.log("train/mel", terms["mel"].detach(), prog_bar=True, batch_size=wav.shape[0])
 
+    def _generator_backward(self, wav: Tensor, out, adversarial_on: bool):
+        """Backpropagate the generator's loss; returns (effective loss, every term's value, the combination).
+
+        The terms computed from the reconstruction are differentiated at the output (``output_gradients``) and
+        combined there by ``self.combiner``; the generator backpropagates that one gradient, plus the model's own
+        terms (weighted plainly). The effective loss Σ c_k·L_k + Σ w·L_own is what the step minimises.
+        """
+        y = out.audio.detach().float().requires_grad_(True)  # (B, 1, T), a leaf: gradients stop here
+        terms = self._generator_terms(wav, y, adversarial_on)
+        weighted = {name: value for name, value in terms.items() if self._weight(name)}
+        weights = {name: self._weight(name) for name in weighted}
+        if weighted:
+            combined = self.combiner(output_gradients(weighted, y), weights)
+        else:  # e.g. adversarial-only weights during the warm-up: nothing pushes the output this step
+            combined = Combined(torch.zeros_like(y), {}, {})
+        own = {name: value for name, value in out.losses.items() if self._weight(name)}
+        loss_own = sum((self._weight(name) * value for name, value in own.items()), torch.zeros((), device=y.device))
+        surrogate = (out.audio.float() * combined.gradient).sum() + loss_own
+        self.manual_backward(surrogate)
+        effective = sum(combined.weights[k] * v.detach() for k, v in weighted.items()) + loss_own.detach()
+        return effective, {**terms, **own}, combined
+
+    @property
+    def _output_term_names(self) -> list[str]:
+        """Weighted terms computed from the reconstruction (the ones the combiner sees)."""
+        return [name for name in self._SHARED_TERMS if self.loss_weights.get(name, 0)]
+
     @property
     def _train_keys(self) -> list[str]:
         keys = [f"train/{name}" for name, weight in self.loss_weights.items() if weight and name != "mel"]
         if self.discriminator is not None:
             keys += ["train/disc", "train/grad_norm_d", "train/adv_gen", "train/adv_feat"]
+        for name in self._output_term_names:
+            keys += [f"train/share/{name}", f"train/weight/{name}"]
         return keys
 
-    def _generator_terms(self, wav: Tensor, out, adversarial_on: bool) -> dict[str, Tensor]:
-        terms = {"mel": self.mel_loss(out.audio, wav)}
+    def _generator_terms(self, wav: Tensor, y: Tensor, adversarial_on: bool) -> dict[str, Tensor]:
+        """The weighted terms computed from the reconstruction ``y`` (B, 1, T); weight-0 terms are not computed."""
+        if self._weight("mel"):
+            terms = {"mel": self.mel_loss(y, wav)}
+        else:
+            with torch.no_grad():  # the progress-bar metric, logged but not trained on
+                terms = {"mel": self.mel_loss(y, wav)}
         if self._weight("stft"):
-            terms["stft"] = self.stft_loss(out.audio, wav)
+            terms["stft"] = self.stft_loss(y, wav)
         if self._weight("waveform"):
-            terms["waveform"] = (out.audio - wav).abs().mean()
+            terms["waveform"] = self.waveform_loss(y, wav)
         if self.perceptual_loss is not None and self._weight("perceptual"):
-            terms["perceptual"] = self.perceptual_loss(out.audio, wav)
-        terms.update(out.losses)
-        if adversarial_on:
-            fake = self.discriminator(out.audio)
+            terms["perceptual"] = self.perceptual_loss(y, wav)
+        if adversarial_on and (self._weight("adv_gen") or self._weight("adv_feat")):
+            fake = self.discriminator(y)
             with torch.no_grad():
                 real = self.discriminator(wav)
-            terms["adv_gen"] = generator_adversarial_loss(fake, kind=self.adversarial_loss)
-            terms["adv_feat"] = feature_matching_loss(real, fake, normalize=self.feature_matching_normalized)
+            if self._weight("adv_gen"):
+                terms["adv_gen"] = generator_adversarial_loss(fake, kind=self.adversarial_loss)
+            if self._weight("adv_feat"):
+                terms["adv_feat"] = feature_matching_loss(real, fake, normalize=self.feature_matching_normalized)
         return terms
 
     def _weight(self, name: str) -> float:
@@ -296,13 +346,18 @@ class CodecModule(L.LightningModule):
         wav = self._audio(batch)
         generator = self.ema.model if self.ema is not None else self.generator
         recon = generator(wav).audio.float()
+        # A phase-blind model (one trained on magnitude losses alone) codes x and −x alike: its outputs correlate
+        # at ≈ +1. One that follows the waveform gives ≈ −1. Cheap to see, and the first thing to check.
+        flipped = generator(-wav).audio.float()
         metrics = {
             "val/mel": self.mel_loss(recon, wav),
             "val/stft": self.stft_loss(recon, wav),
             "val/waveform": (recon - wav).abs().mean(),
             "val/si_sdr": si_sdr(recon, wav).mean().float(),
+            "val/sign_corr": sign_correlation(recon, flipped).mean(),
         }
         self.log("val/mel", metrics.pop("val/mel"), prog_bar=True, batch_size=wav.shape[0], sync_dist=True)
+        self.log("val/si_sdr", metrics.pop("val/si_sdr"), prog_bar=True, batch_size=wav.shape[0], sync_dist=True)
         self.log_dict(metrics, batch_size=wav.shape[0], sync_dist=True)
         if batch_idx == 0 and self.num_audio_samples:
             n = self.num_audio_samples
@@ -359,3 +414,10 @@ class CodecModule(L.LightningModule):
         if wav.dim() == 2:
             wav = wav.unsqueeze(1)
         return wav
+
+
+def sign_correlation(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+    """Pearson correlation over time of each item of ``a`` and ``b`` (B, 1, T) → (B,); 0 for a silent item."""
+    a = a.flatten(1) - a.flatten(1).mean(dim=1, keepdim=True)
+    b = b.flatten(1) - b.flatten(1).mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
