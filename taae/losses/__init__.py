@@ -3,6 +3,7 @@
 from taae.losses.adversarial import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from taae.losses.perceptual import WavLMFeatureLoss
 from taae.losses.spectral import (
+    CompressedComplexSTFTLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     WaveformL1Loss,
@@ -11,6 +12,7 @@ from taae.losses.spectral import (
 )
 
 __all__ = [
+    "CompressedComplexSTFTLoss",
     "MultiResolutionSTFTLoss",
     "MultiScaleMelLoss",
     "WaveformL1Loss",
