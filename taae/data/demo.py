@@ -4,7 +4,9 @@
 
 Source: the Debian package ``asterisk-core-sounds-en-g722`` (one female US-English speaker, studio quality,
 G.722 wideband at 16 kHz; about 360 prompts of at least 1 s, ~22 minutes). ffmpeg decodes it (sox has no G.722
-reader). Without ``--skip-apt`` the missing packages are installed with apt-get (through sudo when not root).
+reader). Without ``--skip-apt`` the missing packages are installed with apt-get (through sudo when not root), and
+with them ``codec2`` (c2enc/c2dec), so that Codec 2 700C, the classic codec at TAAE's 700 bps, always stands beside
+the model in the quickstart's evaluation.
 
 Layout written under OUTDIR (folders, so a data config can point ``train:`` at ``OUTDIR/train``)::
 
@@ -41,6 +43,8 @@ import soundfile as sf
 log = logging.getLogger(__name__)
 
 PACKAGE = "asterisk-core-sounds-en-g722"
+EVAL_PACKAGES = ("codec2",)
+"""Debian packages the quickstart's evaluation uses beside the model (Codec 2's c2enc/c2dec)."""
 LICENSE_FILE = Path("/usr/share/doc/asterisk-core-sounds-en-g722/copyright")
 TRANSCRIPT_FILE = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 SOUNDS_ROOT = "/usr/share/asterisk/sounds/"
@@ -146,9 +150,9 @@ def _installed(package: str) -> bool:
 
 
 def ensure_packages(skip_apt: bool = False) -> None:
-    """Install ffmpeg and the prompt package with apt-get when missing (sudo when not root)."""
+    """Install ffmpeg, the prompt package and Codec 2 with apt-get when missing (sudo when not root)."""
     if not skip_apt:
-        missing = [p for p in ("ffmpeg", PACKAGE) if not _installed(p)]
+        missing = [p for p in ("ffmpeg", PACKAGE, *EVAL_PACKAGES) if not _installed(p)]
         if missing:
             if shutil.which("apt-get") is None:
                 raise RuntimeError(f"missing packages {missing} and no apt-get on this system; install them by hand")
