@@ -14,10 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 RECIPE = CONFIGS / "taae/recipe.yaml"
 DEMO = CONFIGS / "data/demo.yaml"
+CPU = CONFIGS / "trainer/cpu.yaml"
+# The quickstarts are overrides on a tiny recipe + demo data + CPU trainer (as the Makefile composes them).
+QUICKSTARTS = [[CONFIGS / f"{family}/tiny.yaml", DEMO, CPU, CONFIGS / f"{family}/quickstart.yaml"]
+               for family in ("taae", "rvqgan")]
 # Composed experiments: each entry is the list of --config files, in order.
 EXPERIMENTS = (
-    [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml")) if p.name not in ("finetune_wavlm.yaml",)]
-    + [[p] for p in sorted((CONFIGS / "rvqgan").glob("*.yaml"))]
+    [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml")) if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml")]
+    + [[p] for p in sorted((CONFIGS / "rvqgan").glob("*.yaml")) if p.name != "quickstart.yaml"]
+    + QUICKSTARTS
     + [[RECIPE, p] for p in sorted((CONFIGS / "taae/ladder").glob("*.yaml"))]
     + [[RECIPE, CONFIGS / "taae/ladder/25m.yaml", CONFIGS / "taae/finetune_wavlm.yaml"]]
 )
