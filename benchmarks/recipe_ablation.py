@@ -181,6 +181,34 @@ def calibrate(variants: dict[str, tuple[list[str], dict]], folder: Path, batches
     return {n: {p: min(v) if v else None for p, v in t.items()} for n, t in times.items()}
 
 
+COMPUTE_KEYS = ("generator", "discriminator", "mel_loss", "waveform_loss", "balancer", "ema_decay")
+"""The model.init_args that set a batch's cost; loss weights, schedules and the discriminator's start do not."""
+
+
+def pool_identical(calibration: dict, variants: dict[str, tuple[list[str], dict]]) -> dict:
+    """Variants of identical compute share their fastest timing.
+
+    Timed alone, two variants that differ only in a loss weight scattered by ±25% on a busy machine, enough to
+    hand one of them a third more batches; pooled, each compute gets the minimum over all its variants' rounds.
+    """
+    def key(name):
+        base, overrides = variants[name]
+        args = _model_args(base, overrides)
+        return json.dumps([base, *[args.get(k) for k in COMPUTE_KEYS]], sort_keys=True, default=str)
+
+    groups: dict[str, list[str]] = {}
+    for name in calibration:
+        if name in variants:
+            groups.setdefault(key(name), []).append(name)
+    pooled = dict(calibration)
+    for names in groups.values():
+        for phase in ("recon", "adv"):
+            values = [calibration[n][phase] for n in names if calibration[n][phase] is not None]
+            for n in names:
+                pooled[n] = {**pooled[n], phase: min(values) if values else None}
+    return pooled
+
+
 def budget_batches(budget: float, reference: float, recon: float, adv: float | None, start: int) -> tuple[int, int]:
     """Batches (total, reconstruction-only) that fit ``budget`` reference batches of ``reference`` seconds each."""
     seconds = budget * reference
@@ -223,7 +251,9 @@ def run(args) -> list[Row]:
         print(f"calibrating {list(wanted)} ...", file=sys.stderr)
         calibration.update(calibrate(wanted, out, rounds=args.rounds))
         calibration_path.write_text(json.dumps(calibration, indent=2))
+    calibration = pool_identical(calibration, VARIANTS)
     if args.calibrate_only:
+        print(json.dumps(calibration, indent=2))
         return []
     reference = calibration["quickstart"]["recon"]
 
@@ -282,7 +312,6 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(ROOT)
     rows = run(args)
     if args.calibrate_only:
-        print(Path(args.out, "calibration.json").read_text())
         return
     text = table(rows)
     (Path(args.out) / "ablation.md").write_text(text + "\n")

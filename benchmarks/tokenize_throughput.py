@@ -5,9 +5,9 @@ one cut per forward, token shards and the manifest written. Each model runs on a
 same Shar set (``--files`` cuts of ``--seconds`` s: the demo speech when ``data/demo/train`` exists, else a
 speech-like synthetic), after one warm-up run on a single shard. Random weights: throughput does not depend on them.
 
-    python benchmarks/tokenize.py                                   # tiny + ladder 25m on the CPU
-    python benchmarks/tokenize.py --accelerator gpu --files 400     # on a GPU
-    python benchmarks/tokenize.py --models tiny --num-workers 2
+    python benchmarks/tokenize_throughput.py                                   # tiny + ladder 25m on the CPU
+    python benchmarks/tokenize_throughput.py --accelerator gpu --files 400     # on a GPU
+    python benchmarks/tokenize_throughput.py --models tiny --num-workers 2
 """
 
 from __future__ import annotations
