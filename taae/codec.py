@@ -123,7 +123,6 @@ class Codec:
         self.spec = spec if spec is not None else model_spec(model)
         self.weights = weights
         self.model_hash = weights_hash(self.model.state_dict())
-        self._custom_presets: dict[str, dict[str, Any]] = {}
 
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
@@ -161,13 +160,18 @@ class Codec:
         if codec.model_hash != config["model_hash"]:
             raise ValueError(f"{weights_path} hashes to {codec.model_hash} but {config_path} records "
                              f"{config['model_hash']}: the weights were changed or corrupted")
-        for name, preset in config.get("presets", {}).items():
-            codec.add_preset(name, [tuple(s) for s in preset["stages"]], allow_lossy=preset["allow_lossy"])
+        presets = codec.presets()
+        for name, preset in config.get("presets", {}).items():  # version 1 kept user presets beside the config
+            if name not in presets:
+                codec.add_preset(name, [tuple(s) for s in preset["stages"]], allow_lossy=preset["allow_lossy"])
         return codec
 
     def export(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` (generator spec, rates, hash, version, user presets) and ``model.safetensors``."""
-        return write_export(folder, self.model, self.spec, self.weights, self.model_hash, self._custom_presets)
+        """Write ``config.json`` (generator spec, rates, hash, version) and ``model.safetensors``.
+
+        The spec is taken from the model's config when it has one, so user presets (kept in the config) travel.
+        """
+        return write_export(folder, self.model, model_spec(self.model) or self.spec, self.weights, self.model_hash)
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
@@ -226,9 +230,7 @@ class Codec:
             raise ValueError(f"{type(self.model).__name__} has no user presets; known: {list(self.presets())}")
         if isinstance(stages, str):
             stages = parse_stages(stages)
-        spec = self.model.add_preset(name, stages, allow_lossy=allow_lossy)
-        self._custom_presets[name] = {"stages": [list(s) for s in stages], "allow_lossy": allow_lossy}
-        return spec
+        return self.model.add_preset(name, stages, allow_lossy=allow_lossy)
 
     # -- encode / decode -------------------------------------------------------------------------------------
     def preprocess(self, wav: Tensor, sample_rate: int, normalize: bool = True, source: str | None = None) -> Tensor:

@@ -1,6 +1,6 @@
 """Codec weights on disk: the export format (read and write), Lightning checkpoints (read) and the weights hash.
 
-An export is a folder with ``config.json`` (generator spec, rates, hash, format version, user presets) and
+An export is a folder with ``config.json`` (generator spec with its user presets, rates, hash, format version) and
 ``model.safetensors``; it executes no code when loaded. A Lightning ``.ckpt`` is unpickled: read only checkpoints
 you trust. Both carry the generator's ``{class_path, init_args: {config}}`` spec, so loading never needs the YAML,
 and both load strictly, reporting every missing, unexpected or mis-shaped key (spec §15 item 8).
@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "taae-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+"""2: user presets live in the generator's config (``init_args.config.presets``); 1 kept them in ``presets``."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -114,8 +115,8 @@ def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
 
 
 def write_export(folder: str | os.PathLike, model: nn.Module, spec: dict[str, Any] | None, weights: str,
-                 model_hash: str, presets: dict[str, dict[str, Any]]) -> Path:
-    """Write ``config.json`` (generator spec, rates, hash, version, user presets) and ``model.safetensors``."""
+                 model_hash: str) -> Path:
+    """Write ``config.json`` (generator spec, rates, hash, version) and ``model.safetensors``."""
     from safetensors.torch import save_file
 
     if spec is None:
@@ -128,7 +129,7 @@ def write_export(folder: str | os.PathLike, model: nn.Module, spec: dict[str, An
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "taae_version": __version__,
         "generator": spec, "weights": weights, "model_hash": model_hash,
         "sample_rate": int(model.sample_rate), "frame_rate": float(model.frame_rate),
-        "hop_length": int(model.hop_length), "presets": presets,
+        "hop_length": int(model.hop_length),
     }
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return folder

@@ -248,3 +248,25 @@ def test_rvqgan_through_the_same_api(tmp_path):
     assert codec.decode(tokens, "2q", num_samples=wav.shape[-1]).shape == wav.shape
     assert torch.equal(codec.encode(wav, 16000, "800bps"), tokens)  # 2 codebooks x 8 bits x 50 Hz
     assert codec.presets()["800bps"].vocab_sizes == (256, 256)
+
+
+def test_user_presets_live_in_the_config_and_survive_export_and_checkpoints(tmp_path, wav):
+    import json
+
+    model = tiny_model()
+    model.add_preset("9x3", [(9, 1.0), (3, 0.125)])  # on the model itself, not through a Codec
+    assert model.config.presets["9x3"].stages == [(9, 1.0), (3, 0.125)]
+    tokens = Codec(model).encode(wav, 16000, "9x3")
+    folder = Codec(model).export(tmp_path / "export")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["version"] == 2 and "9x3" in config["generator"]["init_args"]["config"]["presets"]
+    for source in (folder, write_checkpoint(tmp_path / "last.ckpt", model)):
+        loaded = Codec.load(source)
+        assert loaded.presets()["9x3"].vocab_sizes == (9**6, 3**6)
+        assert torch.equal(loaded.encode(wav, 16000, "9x3"), tokens)
+
+    # Version 1 kept user presets beside the generator config: such exports still load with them.
+    del config["generator"]["init_args"]["config"]["presets"]
+    config.update(version=1, presets={"old": {"stages": [[9, 1.0], [3, 0.125]], "allow_lossy": False}})
+    (folder / "config.json").write_text(json.dumps(config))
+    assert torch.equal(Codec.load(folder).encode(wav, 16000, "old"), tokens)

@@ -15,7 +15,7 @@ head dim 128); the widths and depths are ours (the paper's are not published, §
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from einops import rearrange
@@ -25,7 +25,8 @@ from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_t
 from taae.nn.conv import DownsampleConv, UpsampleConv, WNConv1d
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
-from taae.quantizers.residual_fsq import PRESET_ALIASES, PRESETS, PostHocResidualFSQ
+from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
+from taae.quantizers.residual_fsq import PostHocResidualFSQ
 
 
 @dataclass
@@ -77,6 +78,9 @@ class TAAEConfig:
     token_rule: str = "taae"
     """How post-hoc tokens are formed: ``taae`` (canonical, round half up) or ``stable-codec`` (that package's own
     rounding and float order, so that its token datasets and ours agree; see taae.interop.stable_codec_tokens)."""
+    presets: dict[str, ResidualPreset] = field(default_factory=dict)
+    """User post-hoc residual FSQ presets by name, beside the built-in 400/700/1000 bps ones (§7); ``add_preset``
+    records here, so exports and checkpoints that carry the config keep them."""
 
     def __post_init__(self):
         for name in ("widths", "strides", "depths", "window"):
@@ -85,6 +89,9 @@ class TAAEConfig:
             self.decoder_depths = tuple(int(v) for v in self.decoder_depths)
         if self.random_levels is not None:
             self.random_levels = tuple(int(v) for v in self.random_levels)
+        if not isinstance(self.presets, dict):
+            raise ValueError(f"presets must be a mapping of name to {{stages, allow_lossy}}, got {self.presets!r}")
+        self.presets = {name: as_preset(name, value) for name, value in self.presets.items()}
         if not (len(self.widths) == len(self.strides) == len(self.depths)) or not self.widths:
             raise ValueError(
                 f"widths, strides and depths need one entry per stage, got {len(self.widths)}, "
@@ -196,12 +203,15 @@ class TAAE(nn.Module):
             config = TAAEConfig()
         elif isinstance(config, dict):
             config = TAAEConfig.from_dict(config)
+        # A private copy: add_preset records into it, and a config object may be shared by several models.
+        config = replace(config, presets=dict(config.presets))
         self.config = config
         self.encoder = TAAEEncoder(config)
         self.decoder = TAAEDecoder(config)
         self.quantizer = FSQ([config.fsq_levels] * config.latent_dim, dither_prob=config.dither_prob,
                              random_levels=config.random_levels)
-        self._custom_presets: dict[str, PostHocResidualFSQ] = {}
+        # Registered submodules built once: they follow .to() (a preset built per call would stay on the CPU).
+        self.residual = ResidualPresets(config.latent_dim, config.presets)
 
     # -- codec interface -------------------------------------------------------------------------------------
     @property
@@ -270,34 +280,34 @@ class TAAE(nn.Module):
     def presets(self) -> dict[str, TokenSpec]:
         """``native`` (one 17^6 token), the built-in residual presets with their bps aliases, and user presets."""
         specs = {"native": self.quantizer.token_spec(self.frame_rate)}
-        for name in [*PRESETS, *PRESET_ALIASES, *self._custom_presets]:
-            specs[name] = self._residual(name).token_spec(self.frame_rate, name)
+        for name in self.residual.names():
+            specs[name] = self.residual[name].token_spec(self.frame_rate, name)
         return specs
 
     def add_preset(self, name: str, stages, allow_lossy: bool = False) -> TokenSpec:
-        """Register user stages ``[(levels, scale), …]`` under ``name`` (no retraining needed, §7)."""
-        if name in PRESETS or name in PRESET_ALIASES or name == "native":
-            raise ValueError(f"preset name {name!r} is taken by a built-in preset")
-        self._custom_presets[name] = PostHocResidualFSQ(stages, dim=self.config.latent_dim, allow_lossy=allow_lossy,
-                                                        name=name)
-        return self._custom_presets[name].token_spec(self.frame_rate, name)
+        """Register user stages ``[(levels, scale), …]`` under ``name`` (no retraining needed, §7).
+
+        The preset is built on the model's device and recorded in ``config.presets``.
+        """
+        preset = ResidualPreset(stages, allow_lossy)
+        stack = self.residual.add(name, preset, device=self.quantizer._levels.device)
+        self.config.presets[name] = preset
+        return stack.token_spec(self.frame_rate, name)
 
     def num_parameters(self) -> int:
         return count_parameters(self)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _resolve(self, preset: str | None) -> str:
-        name = "native" if preset is None else PRESET_ALIASES.get(preset, preset)
-        if name != "native" and name not in PRESETS and name not in self._custom_presets:
-            known = ["native", *PRESETS, *PRESET_ALIASES, *self._custom_presets]
-            raise ValueError(f"unknown preset {preset!r}; known presets: {known}")
+        name = "native" if preset in (None, "native") else self.residual.canonical(preset)
+        if name is None:
+            known = ["native", *self.residual.names()]
+            note = "" if self.config.latent_dim == 6 else " (the built-in presets need latent_dim 6)"
+            raise ValueError(f"unknown preset {preset!r}; known presets: {known}{note}")
         return name
 
     def _residual(self, preset: str) -> PostHocResidualFSQ:
-        name = self._resolve(preset)
-        if name in self._custom_presets:
-            return self._custom_presets[name]
-        return PostHocResidualFSQ.from_preset(name)
+        return self.residual[self._resolve(preset)]
 
     @staticmethod
     def _check_wav(wav: Tensor) -> None:
