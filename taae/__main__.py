@@ -72,6 +72,14 @@ def run_jobs(jobs: list[tuple[Path, Path]], work, verb: str) -> int:
     return 1 if failed else 0
 
 
+def _threads(text: str) -> int | str | None:
+    if text in ("auto", "torch"):
+        return None if text == "torch" else text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected auto, torch or a count >= 1, got {text!r}")
+    return int(text)
+
+
 def _codec(args, use_ema: bool = True):
     from taae.codec import Codec
 
@@ -80,6 +88,10 @@ def _codec(args, use_ema: bool = True):
         kwargs["chunk_seconds"] = args.chunk_seconds if args.chunk_seconds > 0 else None
     if getattr(args, "overlap_frames", None) is not None:
         kwargs["overlap_frames"] = args.overlap_frames
+    if getattr(args, "precision", None) is not None:
+        from taae.inference import InferenceOptions
+
+        kwargs["inference"] = InferenceOptions(args.threads, args.precision)
     return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, **kwargs)
 
 
@@ -140,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("output", help="output file (single input) or folder (mirrors the input tree)")
         p.add_argument("--chunk-seconds", type=float, help="process longer inputs in chunks (0: never chunk)")
         p.add_argument("--overlap-frames", type=int, help="latent frames of context on each side of a chunk")
+        p.add_argument("--threads", default="auto", type=_threads, help="CPU threads: auto (measured, holds up on a busy "
+                       "machine), torch (its default) or a count; a fixed count gives bit-reproducible tokens")
+        p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "bf16"],
+                       help="fp32 (default); int8 (AVX2 and up) and bf16 (CPUs with AMX or AVX512-BF16) trade "
+                       "accuracy for CPU speed (see taae.inference)")
     encode = sub.choices["encode"]
     encode.add_argument("--preset", "-p", default=None,
                         help="preset name or alias (see `taae info`), or TAAE stages such as 5x5:1,0.25")

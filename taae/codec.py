@@ -43,6 +43,7 @@ from taae.export import (
 )
 from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers import these from taae.codec
 from taae.export import EXPORT_VERSION as EXPORT_VERSION
+from taae.inference import InferenceOptions, prepare
 from taae.models import instantiate
 from taae.models.base import TokenSpec, count_parameters, num_frames
 from taae.tokens import TokenFile
@@ -104,13 +105,16 @@ class Codec:
         spec: the ``{class_path, init_args}`` that rebuilds ``model`` for :meth:`export`; by default derived from
             the model's config dataclass.
         weights: which weights were loaded ("ema", "generator", "export" or "memory"), for reports.
+        inference: threads, precision and compilation (:class:`taae.inference.InferenceOptions`; the defaults
+            keep the model's numbers).
 
     Use :meth:`load` for checkpoints and exports.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS, overlap_frames: int = DEFAULT_OVERLAP_FRAMES,
-                 target_lufs: float = TARGET_LUFS, spec: dict[str, Any] | None = None, weights: str = "memory"):
+                 target_lufs: float = TARGET_LUFS, spec: dict[str, Any] | None = None, weights: str = "memory",
+                 inference: InferenceOptions | None = None):
         if chunk_seconds is not None and not chunk_seconds > 0:
             raise ValueError(f"chunk_seconds must be > 0 or None, got {chunk_seconds}")
         if overlap_frames < 0:
@@ -123,6 +127,9 @@ class Codec:
         self.spec = spec if spec is not None else model_spec(model)
         self.weights = weights
         self.model_hash = weights_hash(self.model.state_dict())
+        self.inference = inference or InferenceOptions()
+        self.inference.check_device(self.device)
+        self._runner = prepare(self.model, self.inference)  # the model itself unless precision is reduced
 
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
@@ -230,7 +237,10 @@ class Codec:
             raise ValueError(f"{type(self.model).__name__} has no user presets; known: {list(self.presets())}")
         if isinstance(stages, str):
             stages = parse_stages(stages)
-        return self.model.add_preset(name, stages, allow_lossy=allow_lossy)
+        spec = self.model.add_preset(name, stages, allow_lossy=allow_lossy)
+        if self._runner is not self.model:  # a reduced-precision copy needs the preset too
+            self._runner.add_preset(name, stages, allow_lossy=allow_lossy)
+        return spec
 
     # -- encode / decode -------------------------------------------------------------------------------------
     def preprocess(self, wav: Tensor, sample_rate: int, normalize: bool = True, source: str | None = None) -> Tensor:
@@ -270,8 +280,8 @@ class Codec:
     def _encode(self, wav: Tensor, preset: str) -> Tensor:  # (B, 1, T) → (B, K, S)
         frames = num_frames(wav.shape[-1], self.hop_length)
         wav = F.pad(wav, (0, frames * self.hop_length - wav.shape[-1]))
-        with torch.inference_mode():
-            tokens = chunked(lambda w: self.model.encode(w, preset), wav.to(self.device), frames,
+        with self.inference.context(self.device):
+            tokens = chunked(lambda w: self._runner.encode(w, preset), wav.to(self.device), frames,
                              self.hop_length, 1, self.chunk_frames, self.overlap_frames)
         return tokens.to("cpu", torch.int64)
 
@@ -299,8 +309,8 @@ class Codec:
         if num_samples is not None and not 0 < num_samples <= frames * self.hop_length:
             raise ValueError(f"num_samples={num_samples} must be in 1 … {frames * self.hop_length} "
                              f"({frames} frames of {self.hop_length} samples)")
-        with torch.inference_mode():
-            wav = chunked(lambda t: self.model.decode(t, name), tokens.to(self.device, torch.int64), frames,
+        with self.inference.context(self.device):
+            wav = chunked(lambda t: self._runner.decode(t, name), tokens.to(self.device, torch.int64), frames,
                           1, self.hop_length, self.chunk_frames, self.overlap_frames)
         wav = wav[:, 0].to("cpu", torch.float32)  # (B, T)
         return wav if num_samples is None else wav[:, :num_samples]

@@ -36,7 +36,9 @@ class Snake1d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, L)
-        return x + (self.alpha * x).sin().pow(2) / (self.alpha + self.eps)
+        # One (B, C, L) temporary updated in place, and a reciprocal of the (1, C, 1) α instead of a full-size
+        # division: the decoder's Snakes run on its widest tensors, where each extra pass over memory shows.
+        return (self.alpha * x).sin_().square_().mul_((self.alpha + self.eps).reciprocal()).add_(x)
 
 
 class ResidualUnit(nn.Module):

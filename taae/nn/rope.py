@@ -13,10 +13,18 @@ Shapes:
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
 __all__ = ["RotaryEmbedding", "apply_rotary"]
+
+# Every layer of a model asks for the same table (same length, offset, rotary dims and base), twice (queries and
+# keys): one shared, bounded cache computes it once per call instead of 2·depth times. Inference-mode tensors are
+# kept apart, since autograd refuses to save them for backward.
+_TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_MAX_TABLES = 16
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -82,6 +90,11 @@ class RotaryEmbedding(nn.Module):
         which breaks the relative-position property at long inputs. The table is tiny, so this costs nothing.
         """
         device = torch.device(self.inv_freq.device if device is None else device)
+        key = (self.rotary_dim, self.base, num_tokens, offset, device, dtype, torch.is_inference_mode_enabled())
+        cacheable = not torch.compiler.is_compiling()
+        if cacheable and key in _TABLES:
+            _TABLES.move_to_end(key)
+            return _TABLES[key]
         # MPS has no float64; there the angles stay in float32.
         angle_dtype = torch.float32 if device.type == "mps" else torch.float64
         inv_freq = self.inv_freq
@@ -90,7 +103,12 @@ class RotaryEmbedding(nn.Module):
         inv_freq = inv_freq.to(angle_dtype)  # (R/2,)
         positions = torch.arange(offset, offset + num_tokens, device=device, dtype=angle_dtype)  # (N,)
         angles = positions[:, None] * inv_freq[None, :]  # (N, R/2)
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        table = angles.cos().to(dtype), angles.sin().to(dtype)
+        if cacheable:
+            _TABLES[key] = table
+            if len(_TABLES) > _MAX_TABLES:
+                _TABLES.popitem(last=False)
+        return table
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Rotate queries or keys.

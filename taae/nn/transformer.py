@@ -31,6 +31,10 @@ class LayerScale(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gamma
 
+    def residual(self, x: Tensor, branch: Tensor) -> Tensor:
+        """``x + γ ⊙ branch`` in one pass (addcmul) instead of a scaled copy and an add."""
+        return torch.addcmul(x, branch, self.gamma)
+
 
 class SwiGLU(nn.Module):
     """Linear(C, 2·m·C) → value · SiLU(gate) → Linear(m·C, C), both with bias (§3, m = 4)."""
@@ -42,7 +46,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.proj_in(x).chunk(2, dim=-1)
-        return self.proj_out(value * F.silu(gate))
+        return self.proj_out(F.silu(gate).mul_(value))  # in place: one (B, N, m·C) temporary, not two
 
 
 class WindowedSelfAttention(nn.Module):
@@ -82,8 +86,8 @@ class TransformerBlock(nn.Module):
         self.scale_ff = LayerScale(dim, layer_scale_init)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:  # (B, N, C)
-        x = x + self.scale_attn(self.attn(self.norm_attn(x), offset))
-        return x + self.scale_ff(self.ff(self.norm_ff(x)))
+        x = self.scale_attn.residual(x, self.attn(self.norm_attn(x), offset))
+        return self.scale_ff.residual(x, self.ff(self.norm_ff(x)))
 
 
 class Transformer(nn.Module):
