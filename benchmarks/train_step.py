@@ -7,12 +7,15 @@
 
 Batches are random speech-like audio (no data files needed). Prints parameters, seconds per batch (median after
 warm-up), audio seconds per second, peak memory (CUDA: max_memory_allocated; CPU: peak RSS of this process) and,
-for TAAE generators on CUDA, a model-FLOPs utilisation estimate against --peak-tflops.
+for TAAE generators on CUDA, a model-FLOPs utilisation estimate against --peak-tflops (FLOPs from
+``taae.scaling.ladder.train_flops_per_second``). ``--compile`` compiles generator and discriminator; ``--json``
+also records how many graphs were compiled after the two warm-up batches (0: no recompiles).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import resource
 import statistics
@@ -29,6 +32,8 @@ from taae.models.base import count_parameters
 class _Timer(L.Callback):
     def __init__(self):
         self.times: list[float] = []
+        self.graphs = lambda: 0
+        self.graphs_after_warmup = 0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if torch.cuda.is_available():
@@ -39,6 +44,8 @@ class _Timer(L.Callback):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - self._start)
+        if len(self.times) == 2:  # after the warm-up batches: any later compile is a recompile
+            self.graphs_after_warmup = self.graphs()
 
 
 def _batches(batch_size: int, samples: int, count: int):
@@ -59,6 +66,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="batches timed after 2 warm-up batches")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the generator and the discriminator")
+    parser.add_argument("--json", help="also write the row's numbers to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,6 +90,10 @@ def main() -> None:
     from taae.training import CodecModule
 
     module = CodecModule(**init)
+    if args.compile:  # nn.Module.compile keeps the state dict's keys; a compile per new shape counts below
+        for part in (module.generator, module.discriminator):
+            if part is not None:
+                part.compile()
     hop = module.generator.hop_length
     samples = int(args.seconds * module.generator.sample_rate) // hop * hop
     precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
@@ -90,6 +103,9 @@ def main() -> None:
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    from torch._dynamo.utils import counters
+
+    timer.graphs = lambda: counters["stats"]["unique_graphs"]
     trainer.fit(module, list(_batches(args.batch_size, samples, args.steps + 2)))
     step = statistics.median(timer.times[2:])
     audio_seconds = args.batch_size * samples / module.generator.sample_rate
@@ -108,6 +124,16 @@ def main() -> None:
 
         mfu = train_flops_per_second(module.generator) * audio_seconds / step / (args.peak_tflops * 1e12)
         print(f"generator MFU estimate: {100 * mfu:.1f}% of {args.peak_tflops:g} TFLOP/s (generator only)")
+    else:
+        mfu = None
+    if args.json:
+        row = {"config": args.config, "device": device, "precision": precision, "compile": args.compile,
+               "generator_params": gen, "discriminator_params": disc, "batch": args.batch_size,
+               "segment_seconds": samples / module.generator.sample_rate, "seconds_per_batch": step,
+               "audio_seconds_per_second": audio_seconds / step, "peak_memory_gib": memory, "mfu": mfu,
+               "recompiles_after_warmup": timer.graphs() - timer.graphs_after_warmup}
+        with open(args.json, "w") as f:
+            json.dump(row, f, indent=1)
 
 
 if __name__ == "__main__":
