@@ -75,9 +75,6 @@ def main() -> None:
     for path in args.config:
         config = _merge(config, yaml.safe_load(open(path)))
     init = dict(config["model"]["init_args"])
-    for key in ("generator", "discriminator", "mel_loss", "stft_loss"):
-        if isinstance(init.get(key), dict):
-            init[key] = instantiate(init[key], f"model.init_args.{key}")
     init.pop("perceptual_loss", None)
     weights = {k: v for k, v in init.get("loss_weights", {}).items() if k != "perceptual"}
     init["loss_weights"] = weights
@@ -86,6 +83,9 @@ def main() -> None:
         if spec:
             cls = import_class(spec["class_path"], f"model.init_args.{key}.class_path")
             init[key] = (lambda c, kw: (lambda p: c(p, **kw)))(cls, spec.get("init_args", {}))
+    for key, value in init.items():  # generator, discriminator, losses, balancer: each {class_path, init_args}
+        if isinstance(value, dict) and "class_path" in value:
+            init[key] = instantiate(value, f"model.init_args.{key}")
     init["num_audio_samples"] = 0
     from taae.training import CodecModule
 
