@@ -69,3 +69,13 @@ def test_ddp_trainer_config_composes():
     cli = _ParseOnly(args=[a for p in paths for a in ("--config", str(p))], run=False)
     assert cli.config["trainer"]["use_distributed_sampler"] is False
     assert cli.config["trainer"]["strategy"]["init_args"]["find_unused_parameters"] is True
+
+
+def test_causal_tiny_is_the_quickstart_recipe_made_causal():
+    # One budget, one recipe: the causal-vs-offline comparison means something only while the two stay in step.
+    quickstart = yaml.safe_load((CONFIGS / "taae/quickstart.yaml").read_text())
+    causal = yaml.safe_load((CONFIGS / "taae/causal_tiny.yaml").read_text())
+    generator = causal["model"]["init_args"]["generator"]["init_args"]["config"]
+    assert generator.pop("causal") is True and generator["window"] == [63, 0]  # 2.56 s at 25 Hz (Table 11)
+    generator["window"] = quickstart["model"]["init_args"]["generator"]["init_args"]["config"]["window"]
+    assert yaml.safe_dump(causal).replace("runs/causal_tiny", "runs/quickstart") == yaml.safe_dump(quickstart)
