@@ -104,7 +104,28 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
         return out, y[..., emitted:]
 
 
-class CausalDownsampleConv(nn.Module):
+class _StridedCausal(nn.Module):
+    """One causal conv as ``self.conv``, the attribute name ``DownsampleConv`` / ``UpsampleConv`` use."""
+
+    conv: nn.Module
+
+    def __init__(self, stride: int):
+        super().__init__()
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+    def init_state(self, batch_size: int) -> Tensor:
+        return self.conv.init_state(batch_size)
+
+    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.conv.step(x, state)
+
+
+class CausalDownsampleConv(_StridedCausal):
     """Causal ``DownsampleConv``: kernel 2s, stride s, left padding s → L/s frames (stride 1: a kernel-1 projection).
 
     Output j sees the previous frame and its own (inputs [(j − 1)s, (j + 1)s)), as the centred one sees
@@ -112,43 +133,19 @@ class CausalDownsampleConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        if stride < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
-        self.stride = stride
+        super().__init__(stride)
         kernel = 1 if stride == 1 else 2 * stride
         self.conv = WNCausalConv1d(in_channels, out_channels, kernel_size=kernel, stride=stride)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
 
-    def init_state(self, batch_size: int) -> Tensor:
-        return self.conv.init_state(batch_size)
-
-    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self.conv.step(x, state)
-
-
-class CausalUpsampleConv(nn.Module):
+class CausalUpsampleConv(_StridedCausal):
     """Causal ``UpsampleConv``: transposed conv, kernel 2s, stride s, L → s·L frames (stride 1: a kernel-1
     projection, stateless); same parameter names and shapes."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        if stride < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
-        self.stride = stride
+        super().__init__(stride)
         if stride == 1:
             self.conv = WNCausalConv1d(in_channels, out_channels, kernel_size=1)
         else:
             self.conv = weight_norm(CausalConvTranspose1d(in_channels, out_channels, kernel_size=2 * stride,
                                                           stride=stride))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
-
-    def init_state(self, batch_size: int) -> Tensor:
-        return self.conv.init_state(batch_size)
-
-    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self.conv.step(x, state)
