@@ -28,6 +28,7 @@ paper's causal latency, arXiv 2411.19842 Table 11), plus compute.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,6 +91,16 @@ def _rebuild(tree: Any, leaves) -> Any:
     return type(tree)(*rebuilt) if hasattr(tree, "_fields") else type(tree)(rebuilt)
 
 
+_SIGNATURES: weakref.WeakKeyDictionary[nn.Module, list[torch.Size]] = weakref.WeakKeyDictionary()
+
+
+def _signature(layer: nn.Module) -> list[torch.Size]:
+    """Shapes (without the batch axis) of a layer's state tensors, computed once per layer."""
+    if layer not in _SIGNATURES:
+        _SIGNATURES[layer] = [t.shape[1:] for t in _leaves(layer.init_state(0))]
+    return _SIGNATURES[layer]
+
+
 def _check_state(layers: list[tuple[str, nn.Module]], state: State | None, side: str) -> int:
     """Raise unless ``state`` is a ``side`` state of this model; returns its batch size."""
     if state is None:
@@ -101,11 +112,11 @@ def _check_state(layers: list[tuple[str, nn.Module]], state: State | None, side:
                          f"{count} (a state from init_state(model, {side!r}, batch_size) is needed)")
     batch = None
     for (name, layer), layer_state in zip(layers, state):
-        expected, got = _leaves(layer.init_state(0)), _leaves(layer_state)
-        if len(expected) != len(got) or any(e.shape[1:] != g.shape[1:] for e, g in zip(expected, got)):
+        expected, got = _signature(layer), _leaves(layer_state)
+        if len(expected) != len(got) or any(e != g.shape[1:] for e, g in zip(expected, got)):
             shapes = [tuple(g.shape) for g in got]
             raise ValueError(f"not a {side} state of this model: {name} expects tensors shaped "
-                             f"{[('B', *e.shape[1:]) for e in expected]}, got {shapes}")
+                             f"{[('B', *e) for e in expected]}, got {shapes}")
         for tensor in got:
             batch = tensor.shape[0] if batch is None else batch
             if tensor.shape[0] != batch:

@@ -74,8 +74,8 @@ class WindowedSelfAttention(nn.Module):
 
     def step(self, x: Tensor, cache: KVCache, window: ChunkWindow) -> tuple[Tensor, KVCache]:  # x: (B, N, C)
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        q = apply_rotary(self.q_norm(q), window.cos, window.sin)  # absolute positions, per item
-        k = apply_rotary(self.k_norm(k), window.cos, window.sin)
+        # Queries and keys rotate in one call (absolute positions, per item): half the small ops of a one-frame chunk.
+        q, k = apply_rotary(torch.stack((self.q_norm(q), self.k_norm(k))), window.cos, window.sin).unbind(0)
         out, cache = cached_attention(q, k, v, cache, window)  # (B, H, N, Dh)
         return self.out(rearrange(out, "b h n d -> b n (h d)")), cache
 
