@@ -107,7 +107,7 @@ def cmd_stream(args) -> int:
 
     report = stream_file(_codec(args), args.input, args.output, args.chunk_ms, args.preset, not args.no_normalize,
                          args.subtype, args.tokens)
-    print(report.summary())
+    print(report.summary(per_chunk=args.print_chunks))
     return 0
 
 
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--chunk-ms", type=float, default=40.0, help="chunk length, a whole number of frames "
                         "(default 40 ms = one 25 Hz frame)")
     stream.add_argument("--tokens", default=None, help="also write the tokens to this .npz (taae decode reads it)")
+    stream.add_argument("--print-chunks", action="store_true", help="print every chunk's compute time")
     stream.add_argument("--preset", "-p", default=None, help="as in encode (default: native)")
     stream.add_argument("--no-normalize", action="store_true", help="keep the level, as a live stream must "
                         "(normalisation to -20 LUFS measures the whole file first)")

@@ -25,7 +25,7 @@ from taae import audio
 from taae.streaming import StreamingSession, algorithmic_latency
 from taae.tokens import TokenFile
 
-__all__ = ["StreamReport", "chunk_frames_for", "stream_file", "stream_signal"]
+__all__ = ["StreamReport", "chunk_frames_for", "stream_file", "stream_signal", "timing_stats"]
 
 
 @dataclass
@@ -56,14 +56,15 @@ class StreamReport:
         """Compute time over audio time (wall clock): below 1 keeps up with real time."""
         return sum(self.wall) / (self.tokens.shape[-1] * self.frame_seconds)
 
-    def summary(self) -> str:
+    def summary(self, per_chunk: bool = False) -> str:
+        """The report ``taae stream`` prints; ``per_chunk`` adds one line per chunk."""
         def ms(values: list[float]) -> str:
-            ordered = sorted(values)
-            p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-            return (f"median {1e3 * statistics.median(values):.2f} ms, p95 {1e3 * p95:.2f} ms, "
-                    f"max {1e3 * ordered[-1]:.2f} ms")
+            median, p95, top = timing_stats(values)
+            return f"median {1e3 * median:.2f} ms, p95 {1e3 * p95:.2f} ms, max {1e3 * top:.2f} ms"
 
-        return "\n".join([
+        chunks = [f"chunk {i:>5}  wall {1e3 * w:8.2f} ms  cpu {1e3 * c:8.2f} ms"
+                  for i, (w, c) in enumerate(zip(self.wall, self.cpu))] if per_chunk else []
+        return "\n".join([*chunks,
             f"chunks          {len(self.wall)} of {self.chunk_frames} frame(s) = {1e3 * self.chunk_seconds:g} ms "
             f"({self.tokens.shape[-1]} frames, {self.tokens.shape[-1] * self.frame_seconds:.2f} s of audio)",
             f"latency         {1e3 * self.latency:g} ms algorithmic (chunk, no look-ahead) + compute",
@@ -71,6 +72,12 @@ class StreamReport:
             f"                cpu  {ms(self.cpu)} (this thread)",
             f"real-time factor {self.real_time_factor:.3f} (wall; < 1 is faster than real time)",
         ])
+
+
+def timing_stats(values: list[float]) -> tuple[float, float, float]:
+    """(median, 95th percentile (nearest rank), max) of per-chunk times."""
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)], ordered[-1]
 
 
 def chunk_frames_for(chunk_ms: float, hop_length: int, sample_rate: int) -> int:

@@ -116,9 +116,10 @@ def test_stream_equals_encode_then_decode(tmp_path, capsys):
     save_audio(tmp_path / "in.wav", synth_speech(1.37, seed=5), 16000)
     assert main(["stream", str(tmp_path / "in.wav"), str(tmp_path / "streamed.wav"), "-c", str(ckpt),
                  "--chunk-ms", "80", "-p", "700bps", "--tokens", str(tmp_path / "streamed.npz"),
-                 "--subtype", "FLOAT"]) == 0
+                 "--subtype", "FLOAT", "--print-chunks"]) == 0
     out = capsys.readouterr().out
     assert "80 ms algorithmic" in out and "real-time factor" in out and "18 of 2 frame(s)" in out
+    assert "chunk    17  wall" in out and "chunk    18" not in out
     assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "offline.npz"), "-c", str(ckpt),
                  "-p", "700bps"]) == 0
     with np.load(tmp_path / "streamed.npz") as streamed, np.load(tmp_path / "offline.npz") as offline:
