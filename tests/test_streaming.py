@@ -192,3 +192,23 @@ def test_a_non_causal_model_refuses_to_stream():
         streaming(offline)
     with pytest.raises(ValueError, match="needs a causal TAAE"):
         init_state(offline, "decoder", 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_streaming_on_cuda_equals_offline_on_cuda(chunk):
+    # fp32 without TF32 (cuDNN convs default to TF32, which would round at 1e-3); the offline stack then takes the
+    # CUDA attention kernels, the stream its masked-SDPA path, so this checks the two agree on the device too.
+    cuda = causal_model().cuda()
+    wav = (torch.randn(2, 1, 16 * cuda.hop_length) * 0.3).cuda()
+    conv_tf32, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        tokens = cuda.encode(wav, "700bps")
+        streamed_tokens, streamed_audio = stream(cuda, wav, chunk, "700bps")
+        assert torch.equal(streamed_tokens, tokens)
+        torch.testing.assert_close(streamed_audio, cuda.decode(tokens, "700bps"), atol=1e-4, rtol=0)
+    finally:
+        torch.backends.cudnn.allow_tf32 = conv_tf32
+        torch.set_float32_matmul_precision(matmul)
