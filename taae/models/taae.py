@@ -26,8 +26,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
-from taae.nn.causal_conv import CausalDownsampleConv, CausalUpsampleConv, WNCausalConv1d
-from taae.nn.conv import DownsampleConv, UpsampleConv, WNConv1d
+from taae.nn.causal_conv import conv_layers
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.residual_fsq import PRESET_ALIASES, PRESETS, PostHocResidualFSQ
@@ -147,22 +146,11 @@ class TAAEConfig:
         return cls(**values)
 
 
-def _centred_conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> nn.Conv1d:
-    return WNConv1d(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2, bias=bias)
-
-
-def _convs(config: TAAEConfig) -> tuple:
-    """(conv, down, up) layer types: centred as in the released code, or causal (§12) with the same parameters."""
-    if config.causal:
-        return WNCausalConv1d, CausalDownsampleConv, CausalUpsampleConv
-    return _centred_conv, DownsampleConv, UpsampleConv
-
-
 class TAAEEncoder(nn.Module):
     def __init__(self, config: TAAEConfig):
         super().__init__()
         c = config
-        conv, down, _ = _convs(c)
+        conv, down, _ = conv_layers(c.causal)
         self.stem = conv(c.patch_size, c.stem_width, kernel_size=7)
         ins = (c.stem_width, *c.widths[:-1])
         self.stages = nn.ModuleList(
@@ -188,7 +176,7 @@ class TAAEDecoder(nn.Module):
         super().__init__()
         c = config
         depths = c.decoder_depths or c.depths
-        conv, _, up = _convs(c)
+        conv, _, up = conv_layers(c.causal)
         self.stem = conv(c.latent_dim, c.widths[-1], kernel_size=3)
         outs = (c.stem_width, *c.widths[:-1])
         self.stages = nn.ModuleList(

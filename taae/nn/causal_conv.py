@@ -27,7 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["CausalConv1d", "CausalConvTranspose1d", "CausalDownsampleConv", "CausalUpsampleConv", "WNCausalConv1d"]
+from taae.nn.conv import DownsampleConv, UpsampleConv, WNConv1d
+
+__all__ = ["CausalConv1d", "CausalConvTranspose1d", "CausalDownsampleConv", "CausalUpsampleConv", "WNCausalConv1d",
+           "conv_layers"]
 
 
 def _check_chunk(x: Tensor, state: Tensor, stride: int, channels: int, name: str) -> None:
@@ -149,3 +152,15 @@ class CausalUpsampleConv(_StridedCausal):
         else:
             self.conv = weight_norm(CausalConvTranspose1d(in_channels, out_channels, kernel_size=2 * stride,
                                                           stride=stride))
+
+
+def _centred_conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> nn.Conv1d:
+    return WNConv1d(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+def conv_layers(causal: bool) -> tuple:
+    """(conv, down, up) layer types for a TAAE: centred as in the released code (``conv(c_in, c_out, kernel_size,
+    bias=True)`` padded by k // 2), or causal (spec §12) with the same parameter names and shapes."""
+    if causal:
+        return WNCausalConv1d, CausalDownsampleConv, CausalUpsampleConv
+    return _centred_conv, DownsampleConv, UpsampleConv
