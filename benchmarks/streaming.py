@@ -6,7 +6,7 @@ decode of one chunk, as a live link runs them, timed over a stream of ``--second
 ``cpu`` is the calling thread's CPU time, less disturbed than wall time by other processes on a shared machine.
 The offline row times ``model.encode`` + ``model.decode`` of the whole signal in the same run, for the ratio.
 
-    python benchmarks/streaming.py                                         # configs/taae/causal_tiny.yaml, random
+    python benchmarks/streaming.py                                         # the causal_tiny stack, random init
     python benchmarks/streaming.py --checkpoint runs/causal_tiny/checkpoints/last.ckpt --chunk-frames 1 2 5
     python benchmarks/streaming.py --device cuda --threads 1               # GPU
 """
@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+CAUSAL_TINY = ("taae/tiny.yaml", "data/demo.yaml", "trainer/cpu.yaml", "taae/quickstart.yaml", "taae/causal_tiny.yaml")
+"""How configs/taae/causal_tiny.yaml composes (its header): the quickstart's stack plus the causal override."""
 try:
     import taae  # noqa: F401
 except ImportError:  # run from a checkout without `pip install -e .`
@@ -39,7 +41,7 @@ def build_codec(args) -> Codec:
         return Codec.load(args.checkpoint, device=args.device)
     from taae.models import from_config
 
-    return Codec(from_config(args.config), device=args.device)
+    return Codec(from_config(*args.config), device=args.device)
 
 
 def offline_seconds(codec: Codec, wav: torch.Tensor, preset: str | None, reps: int = 3) -> float:
@@ -54,7 +56,8 @@ def offline_seconds(codec: Codec, wav: torch.Tensor, preset: str | None, reps: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(ROOT / "configs/taae/causal_tiny.yaml"))
+    parser.add_argument("--config", nargs="+", default=[str(ROOT / "configs" / name) for name in CAUSAL_TINY],
+                        help="YAML files composed left to right (default: the causal quickstart)")
     parser.add_argument("--checkpoint", default=None, help="a trained causal .ckpt or export (overrides --config)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio streamed per setting")
     parser.add_argument("--chunk-frames", type=int, nargs="+", default=[1, 2, 5], help="frames per chunk")

@@ -23,6 +23,8 @@ from taae.streaming import (
 PRESETS = ["native", "400bps", "700bps", "1000bps"]
 CHUNKS = [1, 2, 3, 7]
 ROOT = Path(__file__).resolve().parents[1]
+CAUSAL_TINY = [ROOT / "configs" / name for name in ("taae/tiny.yaml", "data/demo.yaml", "trainer/cpu.yaml",
+                                                   "taae/quickstart.yaml", "taae/causal_tiny.yaml")]
 
 
 def causal_model(seed: int = 0, **overrides) -> TAAE:
@@ -89,7 +91,7 @@ def test_the_official_layout_streams_too():
 def test_the_shipped_causal_config_streams_exactly():
     # The real geometry: hop 640, head dim 128, window (63, 0); 192 frames ≥ 3 × 63 at 25 Hz.
     torch.manual_seed(0)
-    model = from_config(ROOT / "configs/taae/causal_tiny.yaml").eval()
+    model = from_config(*CAUSAL_TINY).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("gamma"):
