@@ -1,9 +1,10 @@
-"""``python -m taae`` / ``taae``: encode, decode, info, export. Each verb calls :class:`taae.codec.Codec`.
+"""``python -m taae`` / ``taae``: encode, decode, stream, info, export. Each verb calls :class:`taae.codec.Codec`.
 
     taae encode speech.wav speech.npz --checkpoint last.ckpt --preset 700bps
     taae encode corpus/ tokens/ --checkpoint export/            # folder: mirrors the tree, .wav/.flac/.ogg
     taae encode "corpus/**/*.flac" tokens/ --checkpoint export/ # glob (quoted)
     taae decode tokens/ decoded/ --checkpoint export/
+    taae stream speech.wav decoded.wav --checkpoint causal.ckpt --chunk-ms 40 --preset 700bps  # causal models
     taae info --checkpoint last.ckpt
     taae export --checkpoint last.ckpt export/ [--no-ema]
     taae import stable-codec stable-codec-speech-16k/ export/   # or: model_config.json model.safetensors export/
@@ -113,6 +114,15 @@ def cmd_decode(args) -> int:
     return run_jobs(find_jobs(args.input, args.output, TOKEN_SUFFIXES, (".wav", ".flac")), work, "decode")
 
 
+def cmd_stream(args) -> int:
+    from taae.stream_file import stream_file
+
+    report = stream_file(_codec(args), args.input, args.output, args.chunk_ms, args.preset, not args.no_normalize,
+                         args.subtype, args.tokens)
+    print(report.summary(per_chunk=args.print_chunks))
+    return 0
+
+
 def cmd_info(args) -> int:
     print(_codec(args).summary())
     return 0
@@ -136,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taae", description="TAAE / RVQGAN speech codec: encode, decode, "
                                      "inspect and export trained models.")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{encode,decode,info,export,import,prepare,tokenize,tokens-export}")
+                                metavar="{encode,decode,stream,info,export,import,prepare,tokenize,tokens-export}")
 
     def add(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -165,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--no-hash-check", action="store_true",
                         help="decode tokens written by a different model (hash mismatch) anyway")
     decode.add_argument("--subtype", default="PCM_16", help="libsndfile subtype of the .wav (PCM_16, FLOAT, ...)")
+    stream = add("stream", "audio file → the causal model's streaming path in real-time chunks → .wav, with "
+                 "per-chunk compute time, latency and real-time factor", cmd_stream)
+    stream.add_argument("input", help="audio file")
+    stream.add_argument("output", help="decoded audio file (.wav, .flac)")
+    stream.add_argument("--chunk-ms", type=float, default=40.0, help="chunk length, a whole number of frames "
+                        "(default 40 ms = one 25 Hz frame)")
+    stream.add_argument("--tokens", default=None, help="also write the tokens to this .npz (taae decode reads it)")
+    stream.add_argument("--print-chunks", action="store_true", help="print every chunk's compute time")
+    stream.add_argument("--preset", "-p", default=None, help="as in encode (default: native)")
+    stream.add_argument("--no-normalize", action="store_true", help="keep the level, as a live stream must "
+                        "(normalisation to -20 LUFS measures the whole file first)")
+    stream.add_argument("--subtype", default="PCM_16", help="as in decode (default: PCM_16)")
     add("info", "parameters, rates, hash and every preset's bitrate", cmd_info)
     export = add("export", "write config.json + model.safetensors", cmd_export)
     export.add_argument("output", help="output folder")

@@ -350,6 +350,15 @@ class Codec:
         name = self.check_token_file(tokens, check_hash)
         return self.decode(tokens.tokens, name, tokens.num_samples)
 
+    # -- streaming -------------------------------------------------------------------------------------------
+    def streaming(self, batch_size: int = 1, preset: str | None = None):
+        """A :class:`taae.streaming.StreamingSession` over this codec's causal model: ``with codec.streaming(B,
+        "700bps") as s: tokens = s.encode(chunk); audio = s.decode(tokens)``. Chunks are (B, 1, n·hop) samples at
+        :attr:`sample_rate`, already pre-processed (a stream cannot be loudness-normalised ahead of time)."""
+        from taae.streaming import StreamingSession
+
+        return StreamingSession(self.model, batch_size, self.resolve_preset(preset))
+
     # -- reports ---------------------------------------------------------------------------------------------
     def summary(self) -> str:
         """A text report: model, rates, hash and a table of every preset's bitrate."""

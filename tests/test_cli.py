@@ -108,3 +108,35 @@ def test_round_trip_of_demo_speech_through_a_freshly_trained_checkpoint(tmp_path
         decoded, rate = sf.read(tmp_path / f"{preset}.wav")
         assert rate == 16000 and len(decoded) == sf.info(speech).frames
         assert np.isfinite(decoded).all() and np.abs(decoded).max() > 0
+
+
+def test_stream_equals_encode_then_decode(tmp_path, capsys):
+    causal = tiny_model(seed=2, causal=True, window=(8, 0))
+    ckpt = write_checkpoint(tmp_path / "causal.ckpt", causal)
+    save_audio(tmp_path / "in.wav", synth_speech(1.37, seed=5), 16000)
+    assert main(["stream", str(tmp_path / "in.wav"), str(tmp_path / "streamed.wav"), "-c", str(ckpt),
+                 "--chunk-ms", "80", "-p", "700bps", "--tokens", str(tmp_path / "streamed.npz"),
+                 "--subtype", "FLOAT", "--print-chunks"]) == 0
+    out = capsys.readouterr().out
+    assert "80 ms algorithmic" in out and "real-time factor" in out and "18 of 2 frame(s)" in out
+    assert "chunk    17  wall" in out and "chunk    18" not in out
+    assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "offline.npz"), "-c", str(ckpt),
+                 "-p", "700bps"]) == 0
+    with np.load(tmp_path / "streamed.npz") as streamed, np.load(tmp_path / "offline.npz") as offline:
+        assert all(np.array_equal(streamed[key], offline[key]) for key in offline.files)
+    assert main(["decode", str(tmp_path / "offline.npz"), str(tmp_path / "offline.wav"), "-c", str(ckpt),
+                 "--subtype", "FLOAT"]) == 0
+    streamed_wav, _ = sf.read(tmp_path / "streamed.wav")
+    offline_wav, _ = sf.read(tmp_path / "offline.wav")
+    assert streamed_wav.shape == offline_wav.shape == (round(1.37 * 16000),)
+    np.testing.assert_allclose(streamed_wav, offline_wav, atol=1e-5, rtol=0)
+
+
+def test_stream_errors(tmp_path, checkpoint, capsys):
+    save_audio(tmp_path / "in.wav", synth_speech(0.5), 16000)
+    assert main(["stream", str(tmp_path / "in.wav"), str(tmp_path / "o.wav"), "-c", str(checkpoint)]) == 2
+    assert "streaming needs a causal TAAE" in capsys.readouterr().err
+    causal = write_checkpoint(tmp_path / "causal.ckpt", tiny_model(causal=True, window=(8, 0)))
+    assert main(["stream", str(tmp_path / "in.wav"), str(tmp_path / "o.wav"), "-c", str(causal),
+                 "--chunk-ms", "50"]) == 2
+    assert "--chunk-ms 50 is not a whole number of 40 ms frames" in capsys.readouterr().err

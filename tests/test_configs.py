@@ -18,11 +18,15 @@ CPU = CONFIGS / "trainer/cpu.yaml"
 # The quickstarts are overrides on a tiny recipe + demo data + CPU trainer (as the Makefile composes them).
 QUICKSTARTS = [[CONFIGS / f"{family}/tiny.yaml", DEMO, CPU, CONFIGS / f"{family}/quickstart.yaml"]
                for family in ("taae", "rvqgan")]
+# The causal quickstart: one more override on the TAAE quickstart (causality, run folder).
+CAUSAL_TINY = [*QUICKSTARTS[0], CONFIGS / "taae/causal_tiny.yaml"]
 # Composed experiments: each entry is the list of --config files, in order.
 EXPERIMENTS = (
-    [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml")) if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml")]
+    [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml"))
+     if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml", "causal_tiny.yaml")]
     + [[p] for p in sorted((CONFIGS / "rvqgan").glob("*.yaml")) if p.name != "quickstart.yaml"]
     + QUICKSTARTS
+    + [CAUSAL_TINY]
     + [[RECIPE, p] for p in sorted((CONFIGS / "taae/ladder").glob("*.yaml"))]
     + [[RECIPE, CONFIGS / "taae/ladder/25m.yaml", CONFIGS / "taae/finetune_wavlm.yaml"]]
 )
@@ -69,3 +73,18 @@ def test_ddp_trainer_config_composes():
     cli = _ParseOnly(args=[a for p in paths for a in ("--config", str(p))], run=False)
     assert cli.config["trainer"]["use_distributed_sampler"] is False
     assert cli.config["trainer"]["strategy"]["init_args"]["find_unused_parameters"] is True
+
+
+def test_causal_tiny_is_the_quickstart_recipe_made_causal():
+    # One budget, one recipe: the causal-vs-offline comparison means something only while the two stay in step.
+    def parsed(paths):
+        return _ParseOnly(args=[a for p in paths for a in ("--config", str(p))], run=False).config.as_dict()
+
+    quickstart, causal = parsed(QUICKSTARTS[0]), parsed(CAUSAL_TINY)
+    generator = causal["model"]["init_args"]["generator"]["init_args"]["config"]
+    assert generator["causal"] is True and tuple(generator["window"]) == (63, 0)  # 2.56 s at 25 Hz (Table 11)
+    offline = quickstart["model"]["init_args"]["generator"]["init_args"]["config"]
+    assert offline["causal"] is False
+    generator.update(causal=False, window=offline["window"])
+    causal.pop("config"), quickstart.pop("config")  # the --config file list itself
+    assert yaml.safe_dump(causal).replace("runs/causal_tiny", "runs/quickstart") == yaml.safe_dump(quickstart)

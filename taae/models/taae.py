@@ -10,6 +10,10 @@ Stage i (encoder): strided conv (stride s_i, width w_{i-1} → w_i) then ``depth
 The decoder mirrors it: transformer layers at w_i, then a transposed conv back to w_{i-1}.
 Defaults follow the paper where it speaks (patch 320, hop 640 → 25 Hz, D = 6, 17 levels, window 128 frames,
 head dim 128); the widths and depths are ours (the paper's are not published, §4–§5).
+
+``causal: true`` builds the paper's causal variant (arXiv 2411.19842, Table 11; spec §12): the same layers with
+left-padded convs (:mod:`taae.nn.causal_conv`) and windows (left, 0), so every output depends only on the past and
+the current 40 ms frame. It streams exactly (:mod:`taae.streaming`) and has the non-causal model's parameter names.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
-from taae.nn.conv import DownsampleConv, UpsampleConv, WNConv1d
+from taae.nn.causal_conv import conv_layers
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
@@ -81,6 +85,9 @@ class TAAEConfig:
     presets: dict[str, ResidualPreset] = field(default_factory=dict)
     """User post-hoc residual FSQ presets by name, beside the built-in 400/700/1000 bps ones (§7); ``add_preset``
     records here, so exports and checkpoints that carry the config keep them."""
+    causal: bool = False
+    """Causal variant (§12): left-padded convs, past-only transposed convs; needs ``window`` (left, 0). The paper's
+    causal model has a 2.56 s per-layer field (Table 11), i.e. window (63, 0) at 25 Hz."""
 
     def __post_init__(self):
         for name in ("widths", "strides", "depths", "window"):
@@ -124,6 +131,9 @@ class TAAEConfig:
             if self.identity_stride1 and s == 1 and w_in != w:
                 raise ValueError(f"identity_stride1: stage {i} has stride 1 but changes the width {w_in} → {w}; "
                                  "an identity cannot do that")
+        if self.causal and self.window[1] != 0:
+            raise ValueError(f"window: a causal TAAE attends to the past only, so the right side must be 0, got "
+                             f"{list(self.window)}; use e.g. [{self.window[0]}, 0]")
 
     @property
     def hop_length(self) -> int:
@@ -147,14 +157,15 @@ class TAAEEncoder(nn.Module):
     def __init__(self, config: TAAEConfig):
         super().__init__()
         c = config
-        self.stem = WNConv1d(c.patch_size, c.stem_width, kernel_size=7, padding=3)
+        conv, down, _ = conv_layers(c.causal)
+        self.stem = conv(c.patch_size, c.stem_width, kernel_size=7)
         ins = (c.stem_width, *c.widths[:-1])
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.Identity() if c.identity_stride1 and s == 1 else DownsampleConv(w_in, w, s),
+            nn.Sequential(nn.Identity() if c.identity_stride1 and s == 1 else down(w_in, w, s),
                           Transformer(w, d, checkpointing=c.checkpointing, **c.block_kwargs()))
             for w_in, w, s, d in zip(ins, c.widths, c.strides, c.depths)
         )
-        self.head = WNConv1d(c.widths[-1], c.latent_dim, kernel_size=3, padding=1)
+        self.head = conv(c.widths[-1], c.latent_dim, kernel_size=3)
 
     def forward(self, patches: Tensor) -> Tensor:  # (B, P, N) → (B, D, S)
         x = self.stem(patches)
@@ -162,26 +173,40 @@ class TAAEEncoder(nn.Module):
             x = stage(x)
         return self.head(x)
 
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """(name, layer) in the order ``forward`` applies them (the streaming path walks this list)."""
+        return _layers(self)
+
 
 class TAAEDecoder(nn.Module):
     def __init__(self, config: TAAEConfig):
         super().__init__()
         c = config
         depths = c.decoder_depths or c.depths
-        self.stem = WNConv1d(c.latent_dim, c.widths[-1], kernel_size=3, padding=1)
+        conv, _, up = conv_layers(c.causal)
+        self.stem = conv(c.latent_dim, c.widths[-1], kernel_size=3)
         outs = (c.stem_width, *c.widths[:-1])
         self.stages = nn.ModuleList(
             nn.Sequential(Transformer(w, d, checkpointing=c.checkpointing, **c.block_kwargs()),
-                          nn.Identity() if c.identity_stride1 and s == 1 else UpsampleConv(w, w_out, s))
+                          nn.Identity() if c.identity_stride1 and s == 1 else up(w, w_out, s))
             for w_out, w, s, d in reversed(list(zip(outs, c.widths, c.strides, depths)))
         )
-        self.head = WNConv1d(c.stem_width, c.patch_size, kernel_size=7, padding=3, bias=False)
+        self.head = conv(c.stem_width, c.patch_size, kernel_size=7, bias=False)
 
     def forward(self, codes: Tensor) -> Tensor:  # (B, D, S) → (B, P, N)
         x = self.stem(codes)
         for stage in self.stages:
             x = stage(x)
         return self.head(x)
+
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """(name, layer) in the order ``forward`` applies them (the streaming path walks this list)."""
+        return _layers(self)
+
+
+def _layers(coder: TAAEEncoder | TAAEDecoder) -> list[tuple[str, nn.Module]]:
+    stages = [(f"stages.{i}.{j}", layer) for i, stage in enumerate(coder.stages) for j, layer in enumerate(stage)]
+    return [("stem", coder.stem), *stages, ("head", coder.head)]
 
 
 def patch(wav: Tensor, patch_size: int) -> Tensor:
@@ -254,12 +279,19 @@ class TAAE(nn.Module):
     def encode(self, wav: Tensor, preset: str | None = None) -> Tensor:
         """(B, 1, T) → tokens (B, K, S) int64; eval quantisation whatever the module's mode."""
         name = self._resolve(preset)
+        return self.tokens_from_latent(self.encode_unbounded(wav), name)
+
+    @torch.no_grad()
+    def tokens_from_latent(self, z: Tensor, preset: str | None = None) -> Tensor:
+        """The encoder's latent before tanh (B, D, S) → tokens (B, K, S) int64: the quantising half of
+        :meth:`encode` (the streaming path calls it per chunk)."""
+        name = self._resolve(preset)
         if self.config.token_rule == "stable-codec":
             from taae.interop.stable_codec_tokens import stable_codec_tokens
 
             stages = None if name == "native" else self._residual(name).stages
-            return stable_codec_tokens(self.encode_unbounded(wav), stages, self.quantizer.levels)
-        bounded = self.encode_latent(wav)
+            return stable_codec_tokens(z, stages, self.quantizer.levels)
+        bounded = torch.tanh(z)
         if name == "native":
             # codes_to_indices rounds with the quantiser's own rule: the eval path, whatever the module's mode.
             return self.quantizer.codes_to_indices(bounded).unsqueeze(1)
@@ -268,6 +300,11 @@ class TAAE(nn.Module):
     @torch.no_grad()
     def decode(self, tokens: Tensor, preset: str | None = None) -> Tensor:
         """tokens (B, K, S) → (B, 1, S·hop)."""
+        return self.decode_codes(self.codes_from_tokens(tokens, preset))
+
+    @torch.no_grad()
+    def codes_from_tokens(self, tokens: Tensor, preset: str | None = None) -> Tensor:
+        """tokens (B, K, S) → codes (B, D, S) in the decoder's dtype and device: the first half of :meth:`decode`."""
         name = self._resolve(preset)
         if name == "native":
             self.quantizer.token_spec(self.frame_rate).check_tokens(tokens)
@@ -275,7 +312,7 @@ class TAAE(nn.Module):
         else:
             codes = self._residual(name).decode(tokens)  # checks K and every token's range itself
         weight = next(self.decoder.parameters())
-        return self.decode_codes(codes.to(device=weight.device, dtype=weight.dtype))
+        return codes.to(device=weight.device, dtype=weight.dtype)
 
     def presets(self) -> dict[str, TokenSpec]:
         """``native`` (one 17^6 token), the built-in residual presets with their bps aliases, and user presets."""

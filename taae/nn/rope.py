@@ -2,7 +2,8 @@
 
 TAAE rotates only the first half of each head's dims (spec §3: 64 of 128, base 10 000) with the half-split
 convention: dim ``i`` pairs with dim ``i + R/2`` (not the interleaved ``(2i, 2i + 1)`` pairing), as in
-stable-audio-tools' ``rotate_half``. Positions restart at 0 on every call unless an ``offset`` is given.
+stable-audio-tools' ``rotate_half``. Positions restart at 0 on every call unless an ``offset`` is given, or, in
+:meth:`RotaryEmbedding.rotate_at`, one absolute position per token (streaming).
 The rotation runs in float32 (float64 for float64 input) whatever the input dtype, and the angles are formed in
 float64 before their cosines and sines are rounded, so neither bf16 activations nor long positions garble the
 phases.
@@ -95,20 +96,27 @@ class RotaryEmbedding(nn.Module):
         if cacheable and key in _TABLES:
             _TABLES.move_to_end(key)
             return _TABLES[key]
-        # MPS has no float64; there the angles stay in float32.
-        angle_dtype = torch.float32 if device.type == "mps" else torch.float64
-        inv_freq = self.inv_freq
-        if inv_freq.dtype != torch.float64 or inv_freq.device != device:
-            inv_freq = self._inv_freq(device, angle_dtype)
-        inv_freq = inv_freq.to(angle_dtype)  # (R/2,)
-        positions = torch.arange(offset, offset + num_tokens, device=device, dtype=angle_dtype)  # (N,)
-        angles = positions[:, None] * inv_freq[None, :]  # (N, R/2)
-        table = angles.cos().to(dtype), angles.sin().to(dtype)
+        positions = torch.arange(offset, offset + num_tokens, device=device, dtype=torch.int64)  # (N,)
+        table = self.cos_sin_at(positions, dtype)
         if cacheable:
             _TABLES[key] = table
             if len(_TABLES) > _MAX_TABLES:
                 _TABLES.popitem(last=False)
         return table
+
+    def cos_sin_at(
+        self, positions: torch.Tensor, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosines and sines (..., R/2) at integer ``positions`` (...,): one position per token, e.g. (B, N) when
+        each item of a stream has its own start (streaming after a per-item reset)."""
+        device = positions.device
+        # MPS has no float64; there the angles stay in float32.
+        angle_dtype = torch.float32 if device.type == "mps" else torch.float64
+        inv_freq = self.inv_freq
+        if inv_freq.dtype != torch.float64 or inv_freq.device != device:
+            inv_freq = self._inv_freq(device, angle_dtype)
+        angles = positions.to(angle_dtype)[..., None] * inv_freq.to(angle_dtype)  # (..., R/2)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Rotate queries or keys.
@@ -124,6 +132,20 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"x must be (B, H, N, Dh={self.head_dim}), got {tuple(x.shape)}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"offset must be an int >= 0, got {offset!r}")
-        compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        cos, sin = self.cos_sin(x.shape[-2], offset, device=x.device, dtype=compute_dtype)
+        cos, sin = self.cos_sin(x.shape[-2], offset, device=x.device, dtype=_compute_dtype(x))
         return apply_rotary(x, cos, sin)
+
+    def rotate_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Rotate queries or keys (B, H, N, Dh) at per-item absolute positions (B, N) int64; the same numbers as
+        :meth:`forward` with ``offset`` wherever the positions agree."""
+        if x.ndim != 4 or x.shape[-1] != self.head_dim:
+            raise ValueError(f"x must be (B, H, N, Dh={self.head_dim}), got {tuple(x.shape)}")
+        if positions.shape != (x.shape[0], x.shape[2]) or positions.dtype != torch.int64:
+            raise ValueError(f"positions must be int64 (B, N) = {(x.shape[0], x.shape[2])}, got "
+                             f"{positions.dtype} {tuple(positions.shape)}")
+        cos, sin = self.cos_sin_at(positions, _compute_dtype(x))  # (B, N, R/2)
+        return apply_rotary(x, cos[:, None], sin[:, None])
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32

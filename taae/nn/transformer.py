@@ -7,6 +7,9 @@ Pre-norm residual block:  x ← x + γ_att ⊙ Attn(LN₁(x));  x ← x + γ_ff 
 - QK-norm: LayerNorm over Dh with affine weight and bias, shared by all heads, before RoPE.
 - RoPE on the first half of each head's dims; sliding-window attention (flash-attn window semantics).
 - LayerScale γ initialised to 1e-5 on both branches, so the block starts close to identity.
+
+Streaming (causal windows ``(left, 0)`` only): ``init_state(batch_size)`` and ``step(x, state) -> (y, state)`` run one
+chunk at a time against a KV cache (:mod:`taae.nn.kv_cache`) and give the offline ``forward``'s numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from taae.nn.attention import windowed_attention
-from taae.nn.rope import RotaryEmbedding
+from taae.nn.kv_cache import ChunkWindow, KVCache, StackState, cached_attention, chunk_window, empty_stack_state
+from taae.nn.rope import RotaryEmbedding, apply_rotary
 
 
 class LayerScale(nn.Module):
@@ -72,6 +76,13 @@ class WindowedSelfAttention(nn.Module):
         out = windowed_attention(q, k, v, window=self.window, backend=self.backend)  # (B, H, N, Dh)
         return self.out(rearrange(out, "b h n d -> b n (h d)"))
 
+    def step(self, x: Tensor, cache: KVCache, window: ChunkWindow) -> tuple[Tensor, KVCache]:  # x: (B, N, C)
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        # Queries and keys rotate in one call (absolute positions, per item): half the small ops of a one-frame chunk.
+        q, k = apply_rotary(torch.stack((self.q_norm(q), self.k_norm(k))), window.cos, window.sin).unbind(0)
+        out, cache = cached_attention(q, k, v, cache, window)  # (B, H, N, Dh)
+        return self.out(rearrange(out, "b h n d -> b n (h d)")), cache
+
 
 class TransformerBlock(nn.Module):
     def __init__(self, dim: int, head_dim: int = 128, window: tuple[int, int] = (63, 64), ffn_mult: int = 4,
@@ -88,6 +99,11 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:  # (B, N, C)
         x = self.scale_attn.residual(x, self.attn(self.norm_attn(x), offset))
         return self.scale_ff.residual(x, self.ff(self.norm_ff(x)))
+
+    def step(self, x: Tensor, cache: KVCache, window: ChunkWindow) -> tuple[Tensor, KVCache]:  # (B, N, C)
+        attended, cache = self.attn.step(self.norm_attn(x), cache, window)
+        x = x + self.scale_attn(attended)
+        return x + self.scale_ff(self.ff(self.norm_ff(x))), cache
 
 
 class Transformer(nn.Module):
@@ -108,3 +124,29 @@ class Transformer(nn.Module):
             else:
                 x = block(x)
         return rearrange(x, "b n c -> b c n")
+
+    def init_state(self, batch_size: int) -> StackState:
+        """A fresh stream's state: position 0 and an empty KV cache of ``left`` keys per block."""
+        if not self.blocks:  # a depth-0 stage: only the clock (on the CPU: there is no parameter to follow)
+            return StackState(torch.zeros(batch_size, dtype=torch.int64), ())
+        attn = self.blocks[0].attn
+        if attn.window[1] != 0:
+            raise ValueError(f"streaming attention needs a causal window (left, 0), got {attn.window}")
+        return empty_stack_state(batch_size, len(self.blocks), attn.num_heads, attn.window[0], attn.rope.head_dim,
+                                 attn.qkv.weight)
+
+    def step(self, x: Tensor, state: StackState) -> tuple[Tensor, StackState]:
+        """One chunk (B, C, N) → (output (B, C, N), the state after it); the offline ``forward``'s numbers."""
+        if len(state.caches) != len(self.blocks):
+            raise ValueError(f"Transformer.step: {len(self.blocks)} blocks but a state for {len(state.caches)}")
+        n = x.shape[-1]
+        if not self.blocks:
+            return x, StackState(state.positions + n, state.caches)
+        attn = self.blocks[0].attn
+        window = chunk_window(state.positions, n, attn.window[0], attn.rope, x.dtype)
+        x = rearrange(x, "b c n -> b n c")
+        caches = []
+        for block, cache in zip(self.blocks, state.caches):
+            x, cache = block.step(x, cache, window)
+            caches.append(cache)
+        return rearrange(x, "b n c -> b c n"), StackState(state.positions + n, tuple(caches))

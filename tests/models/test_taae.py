@@ -134,3 +134,63 @@ def test_identity_stride1_is_the_official_layout_and_validated():
         TAAEConfig(stem_width=128, widths=(128, 256), strides=(2, 1), depths=(0, 0), identity_stride1=True)
     with pytest.raises(ValueError, match="token_rule"):
         TAAEConfig(token_rule="sc")
+
+
+# -- the causal variant (spec §12) -------------------------------------------------------------------------------
+
+def causal_tiny(**kwargs) -> TAAE:
+    values = dict(patch_size=16, stem_width=32, widths=(32, 32), strides=(1, 2), depths=(1, 1), head_dim=16,
+                  window=(4, 0), causal=True, layer_scale_init=1.0, attention_backend="sdpa")
+    values.update(kwargs)
+    return TAAE(TAAEConfig(**values)).eval()
+
+
+@pytest.mark.parametrize("t", [0, 33, 300, 959])
+def test_causal_outputs_before_a_change_are_bit_identical(t):
+    # Prefix causality: input changed from sample t on leaves every latent frame and every output sample before
+    # t's frame bit-identical (the look-ahead is the rest of that 32-sample frame, nothing more).
+    torch.manual_seed(0)
+    model = causal_tiny()
+    hop = model.hop_length
+    wav = torch.randn(1, 1, 30 * hop)
+    changed = wav.clone()
+    changed[..., t:] = torch.randn_like(changed[..., t:])
+    frame = t // hop
+    with torch.no_grad():
+        z, z_changed = (model.encoder(patch(w, 16)) for w in (wav, changed))
+        audio, audio_changed = model(wav).audio, model(changed).audio
+        codes = model.quantizer(z)
+        decoded, decoded_changed = model.decode_codes(codes), model.decode_codes(model.quantizer(z_changed))
+    assert torch.equal(z[..., :frame], z_changed[..., :frame])
+    assert not torch.equal(z[..., frame], z_changed[..., frame])  # the frame holding t sees it
+    assert torch.equal(audio[..., : frame * hop], audio_changed[..., : frame * hop])
+    assert torch.equal(decoded[..., : frame * hop], decoded_changed[..., : frame * hop])
+
+
+def test_causal_decoder_output_depends_only_on_past_codes():
+    model = causal_tiny()
+    codes = model.quantizer(torch.randn(1, 6, 20))
+    changed = codes.clone()
+    changed[..., 9] = -changed[..., 9]
+    with torch.no_grad():
+        a, b = model.decode_codes(codes), model.decode_codes(changed)
+    hop = model.hop_length
+    assert torch.equal(a[..., : 9 * hop], b[..., : 9 * hop]) and not torch.equal(a[..., 9 * hop:], b[..., 9 * hop:])
+
+
+def test_causal_model_has_the_non_causal_parameters():
+    # Same names and shapes, same initialisation from the same seed: a causal model can start from offline weights.
+    torch.manual_seed(5)
+    offline = causal_tiny(causal=False, window=(4, 4))
+    torch.manual_seed(5)
+    causal = causal_tiny()
+    assert {k: v.shape for k, v in causal.state_dict().items()} == {k: v.shape for k, v in offline.state_dict().items()}
+    assert all(torch.equal(a, b) for a, b in zip(causal.state_dict().values(), offline.state_dict().values()))
+    with torch.no_grad():
+        wav = torch.randn(1, 1, 640)
+        assert not torch.equal(causal(wav).audio, offline(wav).audio)
+
+
+def test_causal_config_refuses_look_ahead_windows():
+    with pytest.raises(ValueError, match=r"window: a causal TAAE .* got \[63, 64\]; use e.g. \[63, 0\]"):
+        TAAEConfig(causal=True)

@@ -134,3 +134,15 @@ def test_bad_forward_args():
         rope(torch.randn(1, 2, 3, 16))
     with pytest.raises(ValueError, match="offset must be an int >= 0"):
         rope(torch.randn(1, 2, 3, 32), offset=-1)
+
+
+def test_rotate_at_per_item_positions_equals_offsets_exactly():
+    rope = RotaryEmbedding(16)
+    x = torch.randn(3, 2, 5, 16)
+    starts = [0, 7, 123456]
+    positions = torch.tensor(starts)[:, None] + torch.arange(5)  # (B, N): each item its own start
+    rotated = rope.rotate_at(x, positions)
+    for b, start in enumerate(starts):
+        assert torch.equal(rotated[b], rope(x[b: b + 1], offset=start)[0])
+    with pytest.raises(ValueError, match="positions must be int64"):
+        rope.rotate_at(x, positions.float())
