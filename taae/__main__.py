@@ -80,7 +80,7 @@ def _codec(args, use_ema: bool = True):
         kwargs["chunk_seconds"] = args.chunk_seconds if args.chunk_seconds > 0 else None
     if getattr(args, "overlap_frames", None) is not None:
         kwargs["overlap_frames"] = args.overlap_frames
-    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, **kwargs)
+    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, trust=args.trust_checkpoint, **kwargs)
 
 
 def cmd_encode(args) -> int:
@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--checkpoint", "-c", required=True, help="Lightning .ckpt or exported folder")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+        p.add_argument("--trust-checkpoint", action="store_true",
+                       help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")
         p.set_defaults(func=func)
         return p
 

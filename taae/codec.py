@@ -12,8 +12,9 @@ processed in overlapping chunks with bounded memory; see :func:`taae.chunking.ch
 (§15 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
 :mod:`taae.export`.
 
-Loading a Lightning ``.ckpt`` unpickles it: load only checkpoints you trust. An export (``config.json`` +
-``model.safetensors``) executes no code when loaded.
+Loading runs no code from the file: a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``
+(``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from allow-listed classes only
+(:mod:`taae.safety`). An export (``config.json`` + ``model.safetensors``) never unpickles.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from taae.export import (
 )
 from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers import these from taae.codec
 from taae.export import EXPORT_VERSION as EXPORT_VERSION
-from taae.models import instantiate
-from taae.models.base import TokenSpec, count_parameters, num_frames
+from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_frames
+from taae.safety import instantiate
 from taae.tokens import TokenFile
 
 TARGET_LUFS = -20.0
@@ -128,13 +129,15 @@ class Codec:
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
-             **kwargs) -> Codec:
+             trust: bool = False, **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
 
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
-        missing, unexpected or mis-shaped key raises ``ValueError`` listing them. ``kwargs`` go to ``Codec``.
+        missing, unexpected or mis-shaped key raises ``ValueError`` listing them. A checkpoint that holds pickled
+        objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``) unless ``trust``;
+        a class path off the allow-list is always refused. ``kwargs`` go to ``Codec``.
         """
         path = Path(path)
         if not path.exists():
@@ -148,8 +151,8 @@ class Codec:
             return cls(model, device=device, weights=f"{kind} official", **kwargs)
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
-        spec, state, which = read_checkpoint(path, use_ema)
-        model = instantiate(spec, f"{path}: taae.generator")
+        spec, state, which = read_checkpoint(path, use_ema, trust=trust)
+        model = instantiate(spec, f"{path}: taae.generator", requires=CODEC_METHODS)
         load_strict(model, state, f"{path} ({which} weights)")
         return cls(model, device=device, spec=spec, weights=which, **kwargs)
 

@@ -62,6 +62,8 @@ class EvalConfig:
     """Output folder for report.json, report.md, per_file.csv, rate_quality.png, report.html and examples/."""
     checkpoint: str | None = None
     """Lightning checkpoint or export folder; None evaluates the reference systems only."""
+    trust_checkpoint: bool = False
+    """Fully unpickle a checkpoint that the safe load refuses (it can run code: trusted files only)."""
     presets: list[str] = field(default_factory=lambda: list(DEFAULT_PRESETS))
     """Codec presets to evaluate; ``all`` takes every preset the codec has."""
     references: str = "auto"
@@ -170,7 +172,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if cfg.checkpoint not in (None, "", "none"):
         from taae.codec import Codec
 
-        codec = Codec.load(cfg.checkpoint, device=cfg.device)
+        codec = Codec.load(cfg.checkpoint, device=cfg.device, trust=cfg.trust_checkpoint)
     sample_rate = int(codec.sample_rate) if codec is not None else cfg.sample_rate
     metrics, metric_notes = optional_metrics_status(cfg.mos)
     notes += metric_notes
@@ -273,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv, rate_quality.png, examples/ "
         "and report.html (listen to and see every system side by side)."))
     p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")
     p.add_argument("--data", required=True, help="folder (recursive .wav/.flac) or manifest (.txt/.tsv/.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets, or 'all'")
@@ -293,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 0:
         raise SystemExit(f"--workers must be >= 0, got {args.workers}")
     cfg = EvalConfig(data=args.data, out=args.out, checkpoint=args.checkpoint,
+                     trust_checkpoint=args.trust_checkpoint,
                      presets=[p.strip() for p in args.presets.split(",") if p.strip()], references=args.references,
                      stages=list(args.stages), max_files=args.max_files, workers=args.workers, device=args.device,
                      examples=args.examples, mos=not args.no_mos, sample_rate=args.sample_rate)

@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+CODEC_METHODS = ("encode", "decode", "presets")
+"""What a class must have to be loaded as a codec model from a checkpoint or an export (checked before it is built)."""
+
 
 @dataclass
 class GeneratorOutput:

@@ -21,6 +21,7 @@ steps).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from taae.losses import (
     generator_adversarial_loss,
 )
 from taae.models import model_spec
+from taae.safety import load_checkpoint, make_checkpoint_safe
 from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
@@ -79,7 +81,10 @@ class CodecModule(L.LightningModule):
         grad_clip_g, grad_clip_d: max gradient norms (DAC: 1000 and 10); None disables clipping.
         ema_decay: EMA of the generator (β, e.g. 0.9999), or None. Validation and export use it when on.
         init_weights_from: a checkpoint whose generator (and discriminator, when shapes match) weights
-            initialise this run; optimiser state and step counters start fresh (fine-tuning).
+            initialise this run; optimiser state and step counters start fresh (fine-tuning). It is read with
+            ``torch.load(weights_only=True)``.
+        trust_init_weights: unpickle ``init_weights_from`` fully if the safe load refuses it (runs any code
+            the file holds: only for checkpoints you trust).
         num_audio_samples: validation clips kept for audio/spectrogram logging.
     """
 
@@ -106,6 +111,7 @@ class CodecModule(L.LightningModule):
         grad_clip_d: float | None = 10.0,
         ema_decay: float | None = None,
         init_weights_from: str | None = None,
+        trust_init_weights: bool = False,
         num_audio_samples: int = 4,
     ):
         super().__init__()
@@ -139,7 +145,7 @@ class CodecModule(L.LightningModule):
         self.register_buffer("nan_skips", torch.zeros((), dtype=torch.long))
         self._pending_rng: dict[str, Any] | None = None
         if init_weights_from:
-            self.load_weights(init_weights_from)
+            self.load_weights(init_weights_from, trust=trust_init_weights)
 
     # -- configuration -------------------------------------------------------------------------------------------
     _SHARED_TERMS = ("mel", "stft", "waveform", "adv_gen", "adv_feat", "perceptual")
@@ -376,6 +382,11 @@ class CodecModule(L.LightningModule):
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        # Everything must load with torch.load(weights_only=True): nothing in a checkpoint may need unpickling.
+        unsafe = make_checkpoint_safe(checkpoint)
+        if unsafe:
+            warnings.warn(f"this checkpoint will need full unpickling (a trust flag) to load: {'; '.join(unsafe[:5])}"
+                          f"{' …' if len(unsafe) > 5 else ''}", stacklevel=2)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._pending_rng = checkpoint.get("rng_state")
@@ -388,11 +399,15 @@ class CodecModule(L.LightningModule):
                 torch.cuda.set_rng_state_all(self._pending_rng["cuda"])
             self._pending_rng = None
 
-    def load_weights(self, path: str) -> None:
-        """Initialise the generator (strictly) and the discriminator (tensors whose shapes match) from a checkpoint."""
+    def load_weights(self, path: str, trust: bool = False) -> None:
+        """Initialise the generator (strictly) and the discriminator (tensors whose shapes match) from a checkpoint,
+        read with ``weights_only=True`` unless ``trust``."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"model.init_weights_from: no such checkpoint: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path, trust=trust, trust_hint="set model.init_args.trust_init_weights: true")
+        if not isinstance(state, dict):
+            raise ValueError(f"model.init_weights_from={path!r} is not a checkpoint (it holds a "
+                             f"{type(state).__name__})")
         state = state.get("state_dict", state)
         generator = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
         if not generator:

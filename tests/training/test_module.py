@@ -183,3 +183,21 @@ def test_init_weights_from_copies_the_generator_and_starts_fresh(tmp_path):
     assert int(fresh.generator_steps) == 0  # counters and optimisers start over
     with pytest.raises(FileNotFoundError, match="init_weights_from"):
         make_module(init_weights_from=str(tmp_path / "missing.ckpt"))
+
+
+def test_a_module_built_in_python_writes_a_safe_checkpoint(tmp_path):
+    import functools
+
+    from taae.safety import load_checkpoint
+
+    generator = TAAE(TAAEConfig(stem_width=128, widths=(128,), strides=(2,), depths=(1,), attention_backend="sdpa"))
+    # Lightning keeps picklable hyper-parameters as given: a partial would need full unpickling to read back.
+    module = CodecModule(generator, loss_weights={"mel": 1.0}, num_audio_samples=0,
+                         mel_loss=MultiScaleMelLoss(window_lengths=(64, 256), n_mels=(10, 40)),
+                         optimizer_g=functools.partial(torch.optim.AdamW, lr=1e-3))
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    trainer(tmp_path, 2, callbacks=[ckpt], enable_checkpointing=True).fit(
+        module, make_data(write_speech(tmp_path / "data", 2)))
+    loaded = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")  # weights_only=True
+    assert loaded["hyper_parameters"]["optimizer_g"] == {"class_path": "torch.optim.adamw.AdamW",
+                                                         "init_args": {"lr": 1e-3}}
