@@ -9,6 +9,7 @@ The official code pre-processes file input only and takes tensors as already 16 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -19,6 +20,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
+
+from taae.atomic import write_bytes
 
 BS1770_BLOCK_SECONDS = 0.4
 """BS.1770 gating block: shorter clips are tiled up to one block before measuring (see :func:`loudness`)."""
@@ -60,7 +63,11 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
 
 
 def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Write a waveform; the format follows the extension, parent folders are created.
+    """Write a waveform atomically; the format follows the extension, parent folders are created.
+
+    The file is encoded in memory and then written through :mod:`taae.atomic`: a failed write (a full disk)
+    leaves a previous file at ``path`` untouched and raises ``OSError`` naming the cause, where libsndfile writing
+    in place would leave a truncated file that still opens as valid audio.
 
     Args:
         path: output file (``.wav``, ``.flac``, ...).
@@ -68,6 +75,10 @@ def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int, subtype: 
         sample_rate: in Hz.
         subtype: libsndfile subtype (``PCM_16``, ``PCM_24``, ``FLOAT``, ...).
     """
+    file_format = Path(path).suffix.lstrip(".").upper()
+    if file_format not in sf.available_formats():
+        raise ValueError(f"cannot write {path}: unknown audio format {Path(path).suffix!r}; use one of "
+                         f"{sorted('.' + f.lower() for f in sf.available_formats())}")
     wav = _as_2d(wav, f"waveform for {path}")
     _check_rate(sample_rate, "sample_rate")
     if not torch.isfinite(wav).all():
@@ -78,8 +89,12 @@ def save_audio(path: str | os.PathLike, wav: Tensor, sample_rate: int, subtype: 
         # libsndfile wraps out-of-range floats around when converting to integers, so clip explicitly.
         warnings.warn(f"{path}: peak {peak:.3f} > 1, samples clipped to [-1, 1] for {subtype}", stacklevel=2)
         data = data.clamp(-1.0, 1.0)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), data.numpy().T, int(sample_rate), subtype=subtype)
+    buffer = io.BytesIO()
+    try:
+        sf.write(buffer, data.numpy().T, int(sample_rate), subtype=subtype, format=file_format)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(f"cannot write {path} as {file_format}/{subtype}: {err}") from err
+    write_bytes(path, buffer.getvalue())
 
 
 def to_mono(wav: Tensor) -> Tensor:

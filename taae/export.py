@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from taae import __version__
+from taae.atomic import write_many
 from taae.models import model_spec
 from taae.models.base import CODEC_METHODS
 from taae.safety import instantiate, load_checkpoint
@@ -126,20 +127,23 @@ def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
 
 def write_export(folder: str | os.PathLike, model: nn.Module, spec: dict[str, Any] | None, weights: str,
                  model_hash: str, presets: dict[str, dict[str, Any]]) -> Path:
-    """Write ``config.json`` (generator spec, rates, hash, version, user presets) and ``model.safetensors``."""
-    from safetensors.torch import save_file
+    """Write ``config.json`` (generator spec, rates, hash, version, user presets) and ``model.safetensors``.
+
+    Both files are staged completely before either replaces a previous export (:func:`taae.atomic.write_many`),
+    so a failed write leaves a previous export in ``folder`` as it was.
+    """
+    from safetensors.torch import save
 
     if spec is None:
         raise ValueError(f"cannot export {type(model).__name__}: it has no config dataclass; pass spec=")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"model_hash": model_hash})
     config = {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "taae_version": __version__,
         "generator": spec, "weights": weights, "model_hash": model_hash,
         "sample_rate": int(model.sample_rate), "frame_rate": float(model.frame_rate),
         "hop_length": int(model.hop_length), "presets": presets,
     }
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_many({folder / WEIGHTS_NAME: save(state, metadata={"model_hash": model_hash}),
+                folder / CONFIG_NAME: json.dumps(config, indent=2) + "\n"})
     return folder

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from taae.atomic import atomic_write
 from taae.models.base import TokenSpec
 
 FORMAT = "taae-tokens"
@@ -117,11 +118,11 @@ class TokenFile:
         return self.num_samples / self.sample_rate
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the file (parent folders are created); returns the path. The ``.npz`` suffix is not added."""
+        """Write the file atomically (parent folders are created); returns the path. The ``.npz`` suffix is not
+        added. A failed write (a full disk) leaves a previous file at ``path`` untouched and raises ``OSError``."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tokens = self.tokens.cpu().numpy().astype(storage_dtype(self.vocab_sizes))
-        with path.open("wb") as f:
+        with atomic_write(path) as f:
             np.savez(
                 f,
                 format=np.str_(FORMAT),
