@@ -10,8 +10,9 @@ which halves what each one sees, spec/taae.md §15.12):
      just-updated discriminator, clipped to ``grad_clip_g``; then the EMA update.
 A non-finite reconstruction or discriminator loss/gradient skips the whole batch (neither network steps); a
 non-finite generator loss/gradient skips the generator step. Skipped steps leave weights and optimiser states as
-they were, ``nan_skips`` counts them, and training goes on. Under DDP each check is all-reduced, so a skip on
-one rank is a skip on every rank (``taae.training.distributed``).
+they were, ``nan_skips`` counts them, and training goes on; ``max_consecutive_skips`` in a row stop it with an error
+naming the last finite step (``taae.training.guard``). Under DDP each check is all-reduced, so a skip on one rank
+is a skip on every rank (``taae.training.distributed``).
 
 Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch (a gradient-free
 D step while the discriminator is off), so ``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator
@@ -47,6 +48,7 @@ from taae.safety import load_checkpoint, make_checkpoint_safe
 from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
+from taae.training.guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, SkipGuard, checkpoint_paths
 
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
 """DAC's λ for the shared terms (spec/dac.md §6.6); model-specific terms (vq/…) come from the config."""
@@ -86,6 +88,7 @@ class CodecModule(L.LightningModule):
         trust_init_weights: unpickle ``init_weights_from`` fully if the safe load refuses it (runs any code
             the file holds: only for checkpoints you trust).
         num_audio_samples: validation clips kept for audio/spectrogram logging.
+        max_consecutive_skips: non-finite batches in a row that stop training with an error (0 = never).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class CodecModule(L.LightningModule):
         init_weights_from: str | None = None,
         trust_init_weights: bool = False,
         num_audio_samples: int = 4,
+        max_consecutive_skips: int = DEFAULT_MAX_CONSECUTIVE_SKIPS,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "waveform_loss",
@@ -143,6 +147,7 @@ class CodecModule(L.LightningModule):
         # Buffers, so that a resumed run continues the same schedules and counts (they live in the checkpoint).
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("nan_skips", torch.zeros((), dtype=torch.long))
+        self.skip_guard = SkipGuard(max_consecutive_skips)
         self._pending_rng: dict[str, Any] | None = None
         if init_weights_from:
             self.load_weights(init_weights_from, trust=trust_init_weights)
@@ -246,6 +251,7 @@ class CodecModule(L.LightningModule):
             return self._skip("generator")
 
         self.generator_steps += 1
+        self.skip_guard.finite(int(self.generator_steps))
         if self.ema is not None:
             self.ema.update(self.generator)
         for scheduler in self._schedulers():
@@ -336,6 +342,7 @@ class CodecModule(L.LightningModule):
         self.log("train/nan_skips", self.nan_skips.float())
         self.print(f"non-finite {where} after {int(self.generator_steps)} generator steps: step skipped "
                    f"({int(self.nan_skips)} so far)")
+        self.skip_guard.skipped(where, self.global_step, checkpoint_paths(self.trainer))
 
     @staticmethod
     def _clip(params, max_norm: float | None) -> Tensor:
