@@ -167,11 +167,11 @@ class CodecModule(L.LightningModule):
         for name, weight in self.loss_weights.items():
             if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"model.loss_weights.{name} must be a finite number >= 0, got {weight!r}")
-            if name not in self._SHARED_TERMS and "/" not in name:
-                raise ValueError(
-                    f"model.loss_weights has unknown term {name!r}; known: {list(self._SHARED_TERMS)} "
-                    "and the model's own terms such as 'vq/commitment'"
-                )
+        known = [*self._SHARED_TERMS, *getattr(self.generator, "loss_terms", ())]
+        unknown = [name for name in self.loss_weights if name not in known]
+        if unknown:
+            raise ValueError(f"model.loss_weights has unknown terms {unknown}; {type(self.generator).__name__} "
+                             f"training produces {known}")
         if self.discriminator is None and any(self.loss_weights.get(k, 0) for k in ("adv_gen", "adv_feat")):
             raise ValueError("model.loss_weights has adversarial terms but model.discriminator is null")
         if self.perceptual_loss is None and self.loss_weights.get("perceptual", 0):

@@ -160,12 +160,27 @@ def test_training_lowers_the_mel_loss_on_a_fixed_batch():
 
 
 def test_loss_weight_validation():
-    with pytest.raises(ValueError, match="loss_weights has unknown term 'mell'"):
+    with pytest.raises(ValueError, match=r"loss_weights has unknown terms \['mell'\]; TAAE training produces "
+                                         r"\['mel', 'stft', 'waveform', 'adv_gen', 'adv_feat', 'perceptual'\]"):
         make_module(loss_weights={"mell": 1.0})
+    # A '/' used to let any name through: a misspelt model term trained nothing, silently.
+    with pytest.raises(ValueError, match=r"unknown terms \['vq/commitment'\]; TAAE"):
+        make_module(loss_weights={"mel": 1.0, "vq/commitment": 0.25})
     with pytest.raises(ValueError, match="adversarial_loss"):
         make_module(adversarial_loss="wgan")
     with pytest.raises(ValueError, match="perceptual"):
         make_module(loss_weights={"mel": 1.0, "perceptual": 1.0})
+
+
+def test_loss_weights_are_checked_against_the_terms_the_generator_declares():
+    from taae.models.rvqgan import RVQGAN, RVQGANConfig
+
+    rvqgan = RVQGAN(RVQGANConfig(encoder_dim=4, decoder_dim=32, n_codebooks=2, codebook_size=16, codebook_dim=4))
+    module = CodecModule(rvqgan, loss_weights={"mel": 1.0, "vq/commitment": 0.25, "vq/codebook": 1.0})
+    assert set(module.loss_weights) <= {*module._SHARED_TERMS, *rvqgan.loss_terms}
+    with pytest.raises(ValueError, match=r"unknown terms \['vq/comitment'\]; RVQGAN training produces \[.*"
+                                         r"'vq/commitment', 'vq/codebook'\]"):
+        CodecModule(rvqgan, loss_weights={"mel": 1.0, "vq/comitment": 0.25})
 
 
 def test_init_weights_from_copies_the_generator_and_starts_fresh(tmp_path):
