@@ -96,7 +96,8 @@ def cmd_decode(args) -> int:
     codec = _codec(args)
 
     def work(src: Path, out: Path) -> None:
-        save_audio(out, codec.decode_file(src, check_hash=not args.no_hash_check), codec.sample_rate, args.subtype)
+        wav = codec.decode_file(src, check_hash=not args.no_hash_check, keep_level=args.keep_level)
+        save_audio(out, wav, codec.sample_rate, args.subtype)
 
     return run_jobs(find_jobs(args.input, args.output, TOKEN_SUFFIXES, (".wav", ".flac")), work, "decode")
 
@@ -150,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--no-hash-check", action="store_true",
                         help="decode tokens written by a different model (hash mismatch) anyway")
     decode.add_argument("--subtype", default="PCM_16", help="libsndfile subtype of the .wav (PCM_16, FLOAT, ...)")
+    decode.add_argument("--keep-level", action="store_true",
+                        help="keep the coded loudness (-20 LUFS) instead of restoring the input's level")
     add("info", "parameters, rates, hash and every preset's bitrate", cmd_info)
     export = add("export", "write config.json + model.safetensors", cmd_export)
     export.add_argument("output", help="output folder")
