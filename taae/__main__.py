@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 TOKEN_SUFFIXES = (".npz",)
 
@@ -64,7 +66,7 @@ def run_jobs(jobs: list[tuple[Path, Path]], work, verb: str) -> int:
             work(src, out)
         except (ValueError, OSError, RuntimeError) as err:  # AudioError is a ValueError
             failed += 1
-            tqdm.write(f"taae {verb}: failed on {src}: {err}", file=sys.stderr)
+            tqdm.write(f"taae {verb}: failed on {src}: {one_line(err)}", file=sys.stderr)
     if failed:
         print(f"taae {verb}: {failed} of {len(jobs)} files failed", file=sys.stderr)
     elif len(jobs) > 1:
@@ -124,6 +126,8 @@ def cmd_import(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taae", description="TAAE / RVQGAN speech codec: encode, decode, "
                                      "inspect and export trained models.")
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show tracebacks for user errors too (also accepted "
+                        "after the verb, or TAAE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True,
                                 metavar="{encode,decode,info,export,import,prepare,tokenize,tokens-export}")
 
@@ -173,12 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"taae {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return run_main(f"taae {args.command}", lambda: args.func(args), debug)
 
 
 if __name__ == "__main__":

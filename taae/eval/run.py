@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from taae.errors import DEBUG_FLAG, pop_debug, run_main
 from taae.eval.inputs import AUDIO_SUFFIXES as AUDIO_SUFFIXES  # re-exported: callers import them from here
 from taae.eval.inputs import MANIFEST_PATH_KEYS as MANIFEST_PATH_KEYS
 from taae.eval.inputs import TARGET_LUFS, file_ids, load_reference
@@ -177,6 +178,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     metrics, metric_notes = optional_metrics_status(cfg.mos)
     notes += metric_notes
     codec_systems = _codec_systems(codec, cfg, notes) if codec is not None else []
+    if codec is not None and not codec_systems:
+        raise ValueError(f"none of the presets {cfg.presets + cfg.stages} exists for {cfg.checkpoint} (known: "
+                         f"{list(codec.presets())}, aliases: {list(codec.aliases())})")
     refs = available_references(cfg.references, sample_rate)
     notes += refs.notes
     systems: list[System] = [*codec_systems, *refs.systems]
@@ -288,14 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=3, help="decoded files to save per system")
     p.add_argument("--no-mos", action="store_true", help="skip DNSMOS")
     p.add_argument("--sample-rate", type=int, default=16000, help="evaluation rate when --checkpoint none")
+    p.add_argument(DEBUG_FLAG, action="store_true", help="show tracebacks for user errors too")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main("evaluate.py", lambda: _run(args), debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
-        raise SystemExit(f"--workers must be >= 0, got {args.workers}")
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     cfg = EvalConfig(data=args.data, out=args.out, checkpoint=args.checkpoint,
                      trust_checkpoint=args.trust_checkpoint,
                      presets=[p.strip() for p in args.presets.split(",") if p.strip()], references=args.references,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taae.errors import UserError
+
 DEFAULT_MAX_CONSECUTIVE_SKIPS = 50
 """Consecutive skipped batches before training stops (ours: a transient NaN never lasts this long)."""
 
@@ -18,7 +20,7 @@ USUAL_CAUSES = ("a learning rate too high", "a loss weight too large", "fp16 ove
                 "audio with NaN/inf samples", "gradient clipping switched off")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """Training stopped: too many consecutive steps were non-finite."""
 
 
