@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "write_bytes", "write_error", "write_many", "write_text"]
+__all__ = ["TEMP_SUFFIX", "atomic_write", "fsync_dir", "write_bytes", "write_error", "write_many", "write_text"]
 
 TEMP_SUFFIX = ".tmp"
 """Temporary files are ``.<name>.<random>.tmp`` next to their target."""
@@ -62,7 +62,8 @@ def _finish(tmp: Path, f: IO[Any], path: Path) -> None:
     os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else _new_file_mode())
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to disk, where the platform can open folders."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # not every platform opens folders; the rename is atomic all the same
@@ -113,7 +114,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
         if named is err:
             raise
         raise named from err
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -158,5 +159,5 @@ def write_many(files: Mapping[str | os.PathLike, bytes | str]) -> list[Path]:
             tmp.unlink(missing_ok=True)
         raise
     for folder in {path.parent for _, path in staged}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     return [path for _, path in staged]
