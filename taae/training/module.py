@@ -397,6 +397,9 @@ class CodecModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._pending_rng = checkpoint.get("rng_state")
+        steps = checkpoint.get("state_dict", {}).get("generator_steps")
+        if steps is not None and int(steps) > 0:  # a resumed run's last finite step is where it left off
+            self.skip_guard.finite(int(steps))
 
     def _restore_rng_once(self) -> None:
         # Restored at the first batch, after the sanity check and anything else that draws random numbers.

@@ -48,3 +48,12 @@ def test_a_diverged_run_stops_and_keeps_its_checkpoint(tmp_path):
     saved = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert str(tmp_path / "ckpt" / "last.ckpt") in str(info.value)
     assert int(saved["state_dict"]["generator_steps"]) == steps  # the last good state, not overwritten
+
+
+def test_a_resumed_run_names_the_step_it_resumed_from():
+    """Without the checkpoint's step count the guard would say "no step was finite yet" after a resume."""
+    module = make_module(max_consecutive_skips=2)
+    module.on_load_checkpoint({"state_dict": {"generator_steps": torch.tensor(1234)}})
+    module.skip_guard.skipped("generator", 2468, [])
+    with pytest.raises(TrainingDiverged, match="the last finite step was generator step 1234"):
+        module.skip_guard.skipped("generator", 2468, [])
