@@ -25,8 +25,9 @@ import lightning as L
 import torch
 import yaml
 
-from taae.models import _merge, import_class, instantiate
+from taae.models import _merge
 from taae.models.base import count_parameters
+from taae.safety import instantiate, optimizer_factory
 
 
 class _Timer(L.Callback):
@@ -81,8 +82,7 @@ def main() -> None:
     for key in ("optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"):
         spec = init.pop(key, None)
         if spec:
-            cls = import_class(spec["class_path"], f"model.init_args.{key}.class_path")
-            init[key] = (lambda c, kw: (lambda p: c(p, **kw)))(cls, spec.get("init_args", {}))
+            init[key] = optimizer_factory(spec, f"model.init_args.{key}")
     for key, value in init.items():  # generator, discriminator, losses, balancer: each {class_path, init_args}
         if isinstance(value, dict) and "class_path" in value:
             init[key] = instantiate(value, f"model.init_args.{key}")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 TOKEN_SUFFIXES = (".npz",)
 
@@ -65,7 +67,7 @@ def run_jobs(jobs: list[tuple[Path, Path]], work, verb: str) -> int:
             work(src, out)
         except (ValueError, OSError, RuntimeError) as err:  # AudioError is a ValueError
             failed += 1
-            tqdm.write(f"taae {verb}: failed on {src}: {err}", file=sys.stderr)
+            tqdm.write(f"taae {verb}: failed on {src}: {one_line(err)}", file=sys.stderr)
     if failed:
         print(f"taae {verb}: {failed} of {len(jobs)} files failed", file=sys.stderr)
     elif len(jobs) > 1:
@@ -93,7 +95,7 @@ def _codec(args, use_ema: bool = True):
         from taae.inference import InferenceOptions
 
         kwargs["inference"] = InferenceOptions(args.threads, args.precision)
-    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, **kwargs)
+    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, trust=args.trust_checkpoint, **kwargs)
 
 
 def cmd_encode(args) -> int:
@@ -109,7 +111,8 @@ def cmd_decode(args) -> int:
     codec = _codec(args)
 
     def work(src: Path, out: Path) -> None:
-        save_audio(out, codec.decode_file(src, check_hash=not args.no_hash_check), codec.sample_rate, args.subtype)
+        wav = codec.decode_file(src, check_hash=not args.no_hash_check, keep_level=args.keep_level)
+        save_audio(out, wav, codec.sample_rate, args.subtype)
 
     return run_jobs(find_jobs(args.input, args.output, TOKEN_SUFFIXES, (".wav", ".flac")), work, "decode")
 
@@ -145,6 +148,8 @@ def cmd_import(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taae", description="TAAE / RVQGAN speech codec: encode, decode, "
                                      "inspect and export trained models.")
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show tracebacks for user errors too (also accepted "
+                        "after the verb, or TAAE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True,
                                 metavar="{encode,decode,stream,info,export,import,prepare,tokenize,tokens-export}")
 
@@ -152,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--checkpoint", "-c", required=True, help="Lightning .ckpt or exported folder")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+        p.add_argument("--trust-checkpoint", action="store_true",
+                       help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")
         p.set_defaults(func=func)
         return p
 
@@ -175,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--no-hash-check", action="store_true",
                         help="decode tokens written by a different model (hash mismatch) anyway")
     decode.add_argument("--subtype", default="PCM_16", help="libsndfile subtype of the .wav (PCM_16, FLOAT, ...)")
+    decode.add_argument("--keep-level", action="store_true",
+                        help="keep the coded loudness (-20 LUFS) instead of restoring the input's level")
     stream = add("stream", "audio file → the causal model's streaming path in real-time chunks → .wav, with "
                  "per-chunk compute time, latency and real-time factor", cmd_stream)
     stream.add_argument("input", help="audio file")
@@ -207,12 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"taae {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return run_main(f"taae {args.command}", lambda: args.func(args), debug)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 Shape legend: B batch, C channels, T samples, K tokens per frame, S latent frames.
 
-    file / tensor (C, T) at any rate ─preprocess→ (1, T') at the model's rate, −20 LUFS
-        ─pad to S·hop→ model.encode (chunked) ─→ tokens (1, K, S) int64 ─→ TokenFile (.npz)
-    tokens ─model.decode (chunked)→ (1, S·hop) ─crop→ (1, T')
+    file / tensor (C, T) at any rate ─preprocess→ (1, T') at the model's rate, −20 LUFS (gain g dB)
+        ─pad to S·hop→ model.encode (chunked) ─→ tokens (1, K, S) int64 ─→ TokenFile (.npz, records g)
+    tokens ─model.decode (chunked)→ (1, S·hop) ─crop→ (1, T') ─× 10^(−g/20)→ the input's level
 
 Files and tensors take the same pre-processing (the official API skips it for tensors, spec §15 item 6).
 Checkpoints load strictly and report every missing, unexpected or mis-shaped key (§15 item 8). Long inputs are
@@ -12,15 +12,15 @@ processed in overlapping chunks with bounded memory; see :func:`taae.chunking.ch
 (§15 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
 :mod:`taae.export`.
 
-Loading a Lightning ``.ckpt`` unpickles it: load only checkpoints you trust. An export (``config.json`` +
-``model.safetensors``) executes no code when loaded.
+Loading runs no code from the file: a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``
+(``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from allow-listed classes only
+(:mod:`taae.safety`). An export (``config.json`` + ``model.safetensors``) never unpickles.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -44,43 +44,17 @@ from taae.export import (
 from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers import these from taae.codec
 from taae.export import EXPORT_VERSION as EXPORT_VERSION
 from taae.inference import InferenceOptions, prepare
-from taae.models import instantiate
-from taae.models.base import TokenSpec, count_parameters, num_frames
+from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_frames
+from taae.safety import instantiate
+from taae.stages import STAGES_PATTERN as _STAGES
+from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec
 from taae.tokens import TokenFile
 
 TARGET_LUFS = -20.0
 """Loudness every input is normalised to (spec §8, the training data's level)."""
 
-_STAGES = re.compile(r"(\d+(?:x\d+)*)(?::([0-9.eE+-]+(?:,[0-9.eE+-]+)*))?")
-
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-
-def parse_stages(text: str) -> list[tuple[int, float]]:
-    """Parse post-hoc residual FSQ stages written as ``LEVELSxLEVELS…[:SCALE,SCALE,…]``.
-
-    Levels are per stage (the same on every latent dimension); scales default to the exact-nesting rule
-    s_0 = 1, s_{k+1} = s_k / (L_k − 1) (spec §7). Examples: ``"5x5:1,0.25"`` or ``"5x5"`` is the 700 bps preset,
-    ``"3x3x3x3"`` the 1000 bps one, ``"6"`` the 400 bps one.
-
-    Returns:
-        ``[(levels, scale), …]``, one pair per stage.
-    """
-    match = _STAGES.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"cannot parse stages {text!r}; expected e.g. '5x5:1,0.25' (levels per stage joined by "
-                         "'x', optionally ':' and one scale per stage)")
-    levels = [int(v) for v in match.group(1).split("x")]
-    if match.group(2) is None:
-        scales = [1.0]
-        for lv in levels[:-1]:
-            scales.append(scales[-1] / max(lv - 1, 1))
-    else:
-        scales = [float(v) for v in match.group(2).split(",")]
-    if len(scales) != len(levels):
-        raise ValueError(f"stages {text!r}: {len(levels)} stages but {len(scales)} scales")
-    return list(zip(levels, scales))
-
 
 def _device(device: str | torch.device) -> torch.device:
     device = torch.device(device)
@@ -134,13 +108,15 @@ class Codec:
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
-             **kwargs) -> Codec:
+             trust: bool = False, **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
 
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
-        missing, unexpected or mis-shaped key raises ``ValueError`` listing them. ``kwargs`` go to ``Codec``.
+        missing, unexpected or mis-shaped key raises ``ValueError`` listing them. A checkpoint that holds pickled
+        objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``) unless ``trust``;
+        a class path off the allow-list is always refused. ``kwargs`` go to ``Codec``.
         """
         path = Path(path)
         if not path.exists():
@@ -154,8 +130,8 @@ class Codec:
             return cls(model, device=device, weights=f"{kind} official", **kwargs)
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
-        spec, state, which = read_checkpoint(path, use_ema)
-        model = instantiate(spec, f"{path}: taae.generator")
+        spec, state, which = read_checkpoint(path, use_ema, trust=trust)
+        model = instantiate(spec, f"{path}: taae.generator", requires=CODEC_METHODS)
         load_strict(model, state, f"{path} ({which} weights)")
         return cls(model, device=device, spec=spec, weights=which, **kwargs)
 
@@ -246,10 +222,16 @@ class Codec:
     def preprocess(self, wav: Tensor, sample_rate: int, normalize: bool = True, source: str | None = None) -> Tensor:
         """The one pre-processing for files and tensors: (C, T) or (T,) at ``sample_rate`` → (1, T') mono at the
         model's rate, loudness-normalised to ``target_lufs`` unless ``normalize=False``."""
+        return self.preprocess_with_gain(wav, sample_rate, normalize, source)[0]
+
+    def preprocess_with_gain(self, wav: Tensor, sample_rate: int, normalize: bool = True,
+                             source: str | None = None) -> tuple[Tensor, float]:
+        """:meth:`preprocess` and the loudness gain it applied in dB. Input beyond ±1 is scaled with a warning, or
+        refused with ``normalize=False`` (the model would see it as it is)."""
         if isinstance(wav, np.ndarray):
             wav = torch.from_numpy(wav)
-        return audio.preprocess(wav, sample_rate, self.sample_rate, self.target_lufs if normalize else None,
-                                source=source)
+        return audio.preprocess_with_gain(wav, sample_rate, self.sample_rate, self.target_lufs if normalize else None,
+                                          source=source, refuse_beyond_unit=True)
 
     def encode(self, wav: Tensor, sample_rate: int, preset: str | None = None, normalize: bool = True) -> Tensor:
         """Encode a waveform.
@@ -285,18 +267,24 @@ class Codec:
                              self.hop_length, 1, self.chunk_frames, self.overlap_frames)
         return tokens.to("cpu", torch.int64)
 
-    def decode(self, tokens: Tensor, preset: str | None = None, num_samples: int | None = None) -> Tensor:
+    def decode(self, tokens: Tensor | TokenFile, preset: str | None = None, num_samples: int | None = None,
+               keep_level: bool = False) -> Tensor:
         """Decode tokens to a waveform at :attr:`sample_rate`.
 
         Args:
             tokens: (B, K, S) or (K, S) integer tokens of ``preset``; checked against its vocabulary
-                (``ValueError`` naming stage, item, frame and value).
+                (``ValueError`` naming stage, item, frame and value). A :class:`TokenFile` decodes as in
+                :meth:`decode_file` (its own preset, length and loudness gain).
             preset: as in :meth:`encode`.
             num_samples: crop to this many samples (the encoder's input length); default S · hop.
+            keep_level: for a :class:`TokenFile`, return the coded level (``target_lufs``) instead of the
+                input's. Bare tensors carry no gain: they decode at the coded level.
 
         Returns:
             (B, T) float32 on the CPU: (1, T) for one item, ready for ``taae.audio.save_audio``.
         """
+        if isinstance(tokens, TokenFile):
+            return self.decode_file(tokens, keep_level=keep_level)
         name = self.resolve_preset(preset)
         tokens = torch.as_tensor(tokens)
         if not (tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool):
@@ -321,12 +309,18 @@ class Codec:
         Raises ``taae.audio.AudioError`` naming the file when it is empty, corrupt or not audio.
         """
         wav, rate = audio.load_audio(path)
-        x = self.preprocess(wav, rate, normalize, source=str(path))  # (1, T')
+        return self.encode_item(wav, rate, preset, normalize, source=str(path))
+
+    def encode_item(self, wav: Tensor, sample_rate: int, preset: str | None = None, normalize: bool = True,
+                    source: str | None = None) -> TokenFile:
+        """Encode one waveform (T,) or (C, T) into a :class:`TokenFile` that records the loudness gain applied,
+        so that :meth:`decode_file` gives the audio back at the level it came in."""
+        x, gain_db = self.preprocess_with_gain(wav, sample_rate, normalize, source=source)  # (1, T')
         name = self.resolve_preset(preset)
         tokens = self._encode(x.unsqueeze(0), name)
         return TokenFile(tokens=tokens, preset=name, sample_rate=self.sample_rate, num_samples=x.shape[-1],
                          frame_rate=self.frame_rate, model_hash=self.model_hash,
-                         vocab_sizes=self.presets()[name].vocab_sizes)
+                         vocab_sizes=self.presets()[name].vocab_sizes, gain_db=gain_db)
 
     def check_token_file(self, tokens: TokenFile, check_hash: bool = True) -> str:
         """Raise ``ValueError`` unless this codec can decode ``tokens``; returns the model's preset name."""
@@ -344,11 +338,17 @@ class Codec:
                              f"(K={len(expected)})")
         return name
 
-    def decode_file(self, source: str | os.PathLike | TokenFile, check_hash: bool = True) -> Tensor:
-        """Decode a token file (path or :class:`TokenFile`) to (1, num_samples) audio at :attr:`sample_rate`."""
+    def decode_file(self, source: str | os.PathLike | TokenFile, check_hash: bool = True,
+                    keep_level: bool = False) -> Tensor:
+        """Decode a token file (path or :class:`TokenFile`) to (1, num_samples) audio at :attr:`sample_rate`.
+
+        The loudness gain applied before encoding (``gain_db``) is undone, so the audio comes back at the input's
+        level; ``keep_level=True`` returns the coded level (``target_lufs``) instead.
+        """
         tokens = source if isinstance(source, TokenFile) else TokenFile.load(source)
         name = self.check_token_file(tokens, check_hash)
-        return self.decode(tokens.tokens, name, tokens.num_samples)
+        wav = self.decode(tokens.tokens, name, tokens.num_samples)
+        return wav if keep_level or tokens.gain_db == 0.0 else wav * tokens.level_gain()
 
     # -- streaming -------------------------------------------------------------------------------------------
     def streaming(self, batch_size: int = 1, preset: str | None = None):

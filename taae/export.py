@@ -1,10 +1,11 @@
 """Codec weights on disk: the export format (read and write), Lightning checkpoints (read) and the weights hash.
 
 An export is a folder with ``config.json`` (generator spec with its user presets, rates, hash, format version) and
-``model.safetensors``; it executes no code when loaded. A Lightning ``.ckpt`` is unpickled: read only checkpoints
-you trust. Both carry the generator's ``{class_path, init_args: {config}}`` spec, so loading never needs the YAML,
-and both load strictly, reporting every missing, unexpected or mis-shaped key (spec §15 item 8).
-:class:`taae.codec.Codec` loads and exports through these functions.
+``model.safetensors``; it executes no code when loaded. A Lightning ``.ckpt`` is read with
+``torch.load(weights_only=True)`` (:func:`taae.safety.load_checkpoint`; ``trust=True`` unpickles fully). Both carry
+the generator's ``{class_path, init_args: {config}}`` spec, so loading never needs the YAML; it is built from
+allow-listed classes only (:func:`taae.safety.instantiate`). Both load strictly, reporting every missing,
+unexpected or mis-shaped key (spec §15 item 8). :class:`taae.codec.Codec` loads and exports through these functions.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from taae import __version__
-from taae.models import instantiate, model_spec
+from taae.atomic import write_many
+from taae.models import model_spec
+from taae.models.base import CODEC_METHODS
+from taae.safety import instantiate, load_checkpoint
 
 __all__ = [
     "CONFIG_NAME",
@@ -71,15 +73,12 @@ def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None
     model.load_state_dict(state, strict=True)
 
 
-def read_checkpoint(path: Path, use_ema: bool) -> tuple[dict[str, Any], dict[str, Tensor], str]:
-    """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint."""
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # Lightning stores hyper-parameters that only full unpickling restores
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+def read_checkpoint(path: Path, use_ema: bool, trust: bool = False) -> tuple[dict[str, Any], dict[str, Tensor], str]:
+    """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint.
+
+    Loaded with ``weights_only=True`` unless ``trust`` (see :func:`taae.safety.load_checkpoint`).
+    """
+    ckpt = load_checkpoint(path, trust=trust)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "generator" not in ckpt.get("taae", {}):
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a taae training checkpoint: expected 'state_dict' and 'taae' "
@@ -103,33 +102,49 @@ def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
     for p in (config_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"{folder} is not a taae export: {p.name} is missing")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{config_path}: format is {config.get('format')!r}, expected {EXPORT_FORMAT!r}")
-    if not 1 <= int(config.get("version", 0)) <= EXPORT_VERSION:
+    version = config.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= EXPORT_VERSION:
         raise ValueError(f"{config_path}: export version {config.get('version')!r} is not supported; this "
                          f"taae reads versions 1 … {EXPORT_VERSION}")
-    model = instantiate(config["generator"], f"{config_path}: generator")
-    load_strict(model, load_file(str(weights_path)), str(weights_path))
+    for key in ("generator", "model_hash"):
+        if key not in config:
+            raise ValueError(f"{config_path}: missing key {key!r}")
+    model = instantiate(config["generator"], f"{config_path}: generator", requires=CODEC_METHODS)
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as err:  # noqa: BLE001 -- safetensors raises its own SafetensorError (and OSError)
+        raise ValueError(f"{weights_path} is not a readable safetensors file: {err}") from err
+    load_strict(model, weights, str(weights_path))
     return config, model
 
 
 def write_export(folder: str | os.PathLike, model: nn.Module, spec: dict[str, Any] | None, weights: str,
                  model_hash: str) -> Path:
-    """Write ``config.json`` (generator spec, rates, hash, version) and ``model.safetensors``."""
-    from safetensors.torch import save_file
+    """Write ``config.json`` (generator spec with its user presets, rates, hash, version) and ``model.safetensors``.
+
+    Both files are staged completely before either replaces a previous export (:func:`taae.atomic.write_many`),
+    so a failed write leaves a previous export in ``folder`` as it was.
+    """
+    from safetensors.torch import save
 
     if spec is None:
         raise ValueError(f"cannot export {type(model).__name__}: it has no config dataclass; pass spec=")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"model_hash": model_hash})
     config = {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "taae_version": __version__,
         "generator": spec, "weights": weights, "model_hash": model_hash,
         "sample_rate": int(model.sample_rate), "frame_rate": float(model.frame_rate),
         "hop_length": int(model.hop_length),
     }
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_many({folder / WEIGHTS_NAME: save(state, metadata={"model_hash": model_hash}),
+                folder / CONFIG_NAME: json.dumps(config, indent=2) + "\n"})
     return folder

@@ -18,7 +18,12 @@ Arrays in the file (all loadable with ``numpy.load(path, allow_pickle=False)``):
 ``sample_rate`` int, Hz; ``frame_rate`` float, frames per second
 ``num_samples`` int, samples of the pre-processed input (S = ⌈num_samples / hop⌉)
 ``model_hash``  str, :attr:`taae.codec.Codec.model_hash` of the encoder's weights
+``gain_db``     float, version 2: the loudness gain applied before encoding (dB); decoding divides it out
 ==============  =========================================================================
+
+Version 2 added ``gain_db`` (DAC's ``.dac`` files keep the input's level, ``input_db``, for the same reason: the
+codec works at −20 LUFS, the user's audio was not). Version-1 files read with ``gain_db = 0``: their gain was not
+recorded, so they decode at the coded level.
 """
 
 from __future__ import annotations
@@ -33,14 +38,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from taae.atomic import atomic_write
 from taae.models.base import TokenSpec
 
 FORMAT = "taae-tokens"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version written by :meth:`TokenFile.save`; :meth:`TokenFile.load` reads versions 1 … FORMAT_VERSION."""
 
 _FIELDS = ("format", "version", "tokens", "preset", "vocab_sizes", "sample_rate", "frame_rate", "num_samples",
            "model_hash")
+_FIELDS_SINCE = {"gain_db": 2}
+"""Fields added by a later version: required from that version on."""
 
 
 def storage_dtype(vocab_sizes: tuple[int, ...] | list[int]) -> np.dtype:
@@ -64,6 +72,7 @@ class TokenFile:
         frame_rate: latent frames per second.
         model_hash: hash of the weights that produced the tokens.
         vocab_sizes: vocabulary of each of the K tokens of a frame.
+        gain_db: loudness gain applied to the input before encoding, in dB (0: none or not recorded).
         version: file format version.
     """
 
@@ -74,6 +83,7 @@ class TokenFile:
     frame_rate: float
     model_hash: str
     vocab_sizes: tuple[int, ...]
+    gain_db: float = 0.0
     version: int = field(default=FORMAT_VERSION)
 
     def __post_init__(self):
@@ -99,6 +109,9 @@ class TokenFile:
                 f"num_samples={self.num_samples} does not fit {frames} frames of {hop:g} samples "
                 f"(expected {math.floor((frames - 1) * hop) + 1} … {math.floor(frames * hop)})"
             )
+        self.gain_db = float(self.gain_db)
+        if not math.isfinite(self.gain_db):
+            raise ValueError(f"gain_db must be a finite number of dB, got {self.gain_db}")
         if not isinstance(self.version, int) or not 1 <= self.version <= FORMAT_VERSION:
             raise ValueError(f"unsupported token file version {self.version!r}; this taae reads versions "
                              f"1 … {FORMAT_VERSION}")
@@ -116,16 +129,20 @@ class TokenFile:
         """Seconds of audio the tokens decode to."""
         return self.num_samples / self.sample_rate
 
+    def level_gain(self) -> float:
+        """The linear factor that gives decoded audio back the level of the input (``10^(−gain_db/20)``)."""
+        return 10.0 ** (-self.gain_db / 20.0)
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the file (parent folders are created); returns the path. The ``.npz`` suffix is not added."""
+        """Write the file atomically (parent folders are created); returns the path. The ``.npz`` suffix is not
+        added. A failed write (a full disk) leaves a previous file at ``path`` untouched and raises ``OSError``."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tokens = self.tokens.cpu().numpy().astype(storage_dtype(self.vocab_sizes))
-        with path.open("wb") as f:
+        with atomic_write(path) as f:
             np.savez(
                 f,
                 format=np.str_(FORMAT),
-                version=np.int64(self.version),
+                version=np.int64(FORMAT_VERSION),  # every field of the current version is written
                 tokens=tokens,
                 preset=np.str_(self.preset),
                 vocab_sizes=np.asarray(self.vocab_sizes, dtype=np.int64),
@@ -133,6 +150,7 @@ class TokenFile:
                 frame_rate=np.float64(self.frame_rate),
                 num_samples=np.int64(self.num_samples),
                 model_hash=np.str_(self.model_hash),
+                gain_db=np.float64(self.gain_db),
             )
         return path
 
@@ -162,6 +180,9 @@ class TokenFile:
         if not 1 <= version <= FORMAT_VERSION:
             raise ValueError(f"{path}: token file version {version} is not supported; this taae reads versions "
                              f"1 … {FORMAT_VERSION} (upgrade taae to read newer files)")
+        missing = [key for key, since in _FIELDS_SINCE.items() if version >= since and key not in arrays]
+        if missing:
+            raise ValueError(f"{path}: version-{version} token file lacks fields {missing}")
         tokens = arrays["tokens"]
         if tokens.dtype.kind not in "ui":
             raise ValueError(f"{path}: tokens must be integers, got dtype {tokens.dtype}")
@@ -174,6 +195,7 @@ class TokenFile:
                 frame_rate=float(arrays["frame_rate"]),
                 model_hash=str(arrays["model_hash"]),
                 vocab_sizes=tuple(int(v) for v in arrays["vocab_sizes"].reshape(-1)),
+                gain_db=float(arrays["gain_db"]) if "gain_db" in arrays else 0.0,
                 version=version,
             )
         except (TypeError, ValueError) as err:

@@ -12,10 +12,12 @@ from taae.audio import (
     loudness,
     normalize_loudness,
     preprocess,
+    preprocess_with_gain,
     resample,
     save_audio,
     to_mono,
 )
+from tests.conftest import demo_speech
 
 
 def sine(freq: float, sample_rate: int, seconds: float = 1.0, amplitude: float = 0.5) -> torch.Tensor:
@@ -139,3 +141,37 @@ def test_preprocess_validation():
         preprocess(torch.zeros(1, 0), 16000, 16000)
     out = preprocess(torch.zeros(100), 16000, 16000, target_lufs=None)
     assert out.shape == (1, 100)
+
+
+def test_loudness_is_measured_beyond_full_scale():
+    """torchaudio's K-weighting clamps to ±1: a clip 20 dB louder must measure 20 dB louder, not ~0 dB."""
+    wav = demo_speech()  # -20 LUFS, peak below 1
+    base = loudness(wav, 16000)
+    for gain in (1.0, 10.0, 22.5 / float(wav.abs().max()), 32768.0):
+        assert loudness(wav * gain, 16000) == pytest.approx(base + 20 * math.log10(gain), abs=0.05)
+
+
+@pytest.mark.parametrize("scale", ["peak 22.5", "int16"])
+def test_input_beyond_unit_is_scaled_with_a_warning(scale):
+    wav = demo_speech()
+    loud = wav / wav.abs().max() * 22.5 if scale == "peak 22.5" else wav * 32768
+    with pytest.warns(UserWarning, match=r"peak .* is beyond ±1 \(int16-scale samples\? divide by 32768\)"):
+        out, gain_db = preprocess_with_gain(loud, 16000, 16000, -20.0, source="loud.wav")
+    assert loudness(out, 16000) == pytest.approx(-20.0, abs=0.05)  # was -7.4 LUFS with the clamped measure
+    assert gain_db == pytest.approx(-20.0 - loudness(loud, 16000), abs=1e-3)
+    with pytest.raises(AudioError, match=r"loud.wav: peak 22.5 is beyond ±1 and loudness normalisation is off"):
+        preprocess_with_gain(wav / wav.abs().max() * 22.5, 16000, 16000, None, source="loud.wav",
+                             refuse_beyond_unit=True)
+
+
+def test_a_truncated_wav_is_refused_naming_the_frames(tmp_path):
+    sf.write(tmp_path / "full.wav", demo_speech()[0, :16000].numpy(), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: 44 + 2 * 6000])
+    with pytest.raises(AudioError, match=r"cut.wav is truncated: 6000 frames present, its header declares 16000"):
+        load_audio(tmp_path / "cut.wav")
+    # A streamed WAV (ffmpeg to a pipe) leaves 0xFFFFFFFF as its size: unknown, not truncated.
+    streamed = bytearray(data)
+    streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert load_audio(tmp_path / "streamed.wav")[0].shape == (1, 16000)

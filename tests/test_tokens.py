@@ -36,7 +36,8 @@ def test_round_trip(tmp_path, vocab_sizes, dtype):
     loaded = TokenFile.load(path)
     assert loaded.tokens.dtype == torch.int64
     assert torch.equal(loaded.tokens, original.tokens)
-    for name in ("preset", "sample_rate", "num_samples", "frame_rate", "model_hash", "vocab_sizes", "version"):
+    for name in ("preset", "sample_rate", "num_samples", "frame_rate", "model_hash", "vocab_sizes", "version",
+                 "gain_db"):
         assert getattr(loaded, name) == getattr(original, name)
     assert loaded.duration == pytest.approx(original.num_samples / 16000)
 
@@ -73,3 +74,21 @@ def test_construction_checks():
         TokenFile(**{**make().__dict__, "tokens": torch.zeros(2, 2, 10, dtype=torch.long)})
     with pytest.raises(TypeError, match="integer"):
         TokenFile(**{**make().__dict__, "tokens": torch.zeros(1, 2, 10)})
+
+
+def test_version_2_records_the_loudness_gain_and_version_1_still_reads(tmp_path):
+    path = make(gain_db=15.25).save(tmp_path / "v2.npz")
+    with np.load(path) as data:
+        assert int(data["version"]) == FORMAT_VERSION == 2 and float(data["gain_db"]) == 15.25
+    loaded = TokenFile.load(path)
+    assert loaded.gain_db == 15.25 and loaded.level_gain() == pytest.approx(10 ** (-15.25 / 20))
+    # A file as taae 0.1 wrote it: version 1, no gain_db.
+    arrays = {k: v for k, v in np.load(path).items() if k != "gain_db"}
+    np.savez(tmp_path / "v1.npz", **{**arrays, "version": np.int64(1)})
+    old = TokenFile.load(tmp_path / "v1.npz")
+    assert old.version == 1 and old.gain_db == 0.0 and torch.equal(old.tokens, loaded.tokens)
+    np.savez(tmp_path / "v2_without_gain.npz", **arrays)
+    with pytest.raises(ValueError, match=r"version-2 token file lacks fields \['gain_db'\]"):
+        TokenFile.load(tmp_path / "v2_without_gain.npz")
+    with pytest.raises(ValueError, match="gain_db must be a finite number"):
+        make(gain_db=float("nan"))

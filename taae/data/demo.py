@@ -40,6 +40,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from taae.atomic import write_text
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "asterisk-core-sounds-en-g722"
@@ -240,7 +242,7 @@ def prepare(outdir: str | Path, min_seconds: float = 1.0, jobs: int | None = Non
             seconds = sf.info(str(out / part / f"{name}.wav")).duration
             minutes[part] += seconds / 60
             rows.append(f"{part}\t{name}\t{seconds:.4f}\t{by_name[name].source}")
-    (out / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    write_text(out / "manifest.tsv", "\n".join(rows) + "\n")
     if LICENSE_FILE.exists():
         shutil.copyfile(LICENSE_FILE, out / "LICENSE-asterisk-core-sounds.txt")
     if TRANSCRIPT_FILE.exists():
@@ -251,7 +253,8 @@ def prepare(outdir: str | Path, min_seconds: float = 1.0, jobs: int | None = Non
 
     counts = {part: len(split[part]) for part in SPLITS}
     summary_line = ", ".join(f"{part} {counts[part]} files / {minutes[part]:.2f} min" for part in SPLITS)
-    (out / "README.txt").write_text(
+    write_text(
+        out / "README.txt",
         "Demo speech set: Asterisk English voice prompts (Debian package asterisk-core-sounds-en-g722),\n"
         "decoded from G.722 to 16 kHz mono PCM16 wav by `python -m taae.data.demo`.\n"
         f"Prompts of at least {min_seconds} s, non-speech prompts dropped.\n"

@@ -9,12 +9,14 @@ Every mean is NaN-aware: a metric that failed on a file (NaN) is left out of tha
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from taae.atomic import write_many, write_text
 from taae.eval.metrics import HIGHER_IS_BETTER, METRICS, EntropyStats
 
 COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
@@ -138,10 +140,14 @@ def _jsonable(obj):
     return obj
 
 
-def write_json(report: EvalReport, path: str | Path) -> None:
+def json_text(report: EvalReport) -> str:
     data = {"settings": report.settings, "metrics": report.metrics, "notes": report.notes,
             "systems": {s.name: asdict(s) for s in report.sorted_systems()}}
-    Path(path).write_text(json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_json(report: EvalReport, path: str | Path) -> None:
+    write_text(path, json_text(report))
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -249,18 +255,21 @@ def markdown_table(report: EvalReport) -> str:
     return "\n".join(out) + "\n"
 
 
+def markdown_text(report: EvalReport, figure: str | None = None) -> str:
+    """``markdown_table``, then the bitrate-vs-quality figure when given (a path relative to the report)."""
+    return markdown_table(report) + (f"\n![bitrate vs quality]({figure})\n" if figure else "")
+
+
 def write_markdown(report: EvalReport, path: str | Path, figure: str | None = None) -> None:
-    """``markdown_table``, then the bitrate-vs-quality figure when given (a path relative to ``path``)."""
-    text = markdown_table(report) + (f"\n![bitrate vs quality]({figure})\n" if figure else "")
-    Path(path).write_text(text, encoding="utf-8")
+    write_text(path, markdown_text(report, figure))
 
 
-def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | None = None) -> None:
+def csv_text(results: list[FileResult], metrics: list[str] | None = None) -> str:
     """One row per file × system, metric values (empty for NaN) and error messages."""
     metrics = list(metrics if metrics is not None else METRICS)
     cols = ["file", "system", "duration", *metrics, "length_change", "encode_seconds", "decode_seconds", "seconds",
             "errors"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(cols)
         for r in results:
@@ -269,6 +278,11 @@ def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | 
                              *["" if not math.isfinite(v) else f"{v:.6g}" for v in vals],
                              r.length_change, f"{r.encode_seconds:.6f}", f"{r.decode_seconds:.6f}",
                              f"{r.seconds:.6f}", "; ".join(f"{k}: {v}" for k, v in r.errors.items())])
+        return f.getvalue()
+
+
+def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | None = None) -> None:
+    write_text(path, csv_text(results, metrics))
 
 
 RATE_QUALITY_PNG = "rate_quality.png"
@@ -286,19 +300,19 @@ def example_path(system: str, index: int, file: str) -> Path:
 
 def write_report(report: EvalReport, results: list[FileResult], out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``per_file.csv``, ``rate_quality.png``, ``report.md`` and ``report.html`` (which
-    shows the examples already saved under ``examples/``) into ``out_dir``; return their paths."""
+    shows the examples already saved under ``examples/``) into ``out_dir``; return their paths. The json, md and
+    csv are written all or nothing (a failed write leaves a previous report's as they were)."""
     from taae.eval.html import write_html
     from taae.eval.plots import write_rate_quality_plot
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "csv": out / "per_file.csv"}
-    write_json(report, paths["json"])
-    write_csv(results, paths["csv"], report.metrics)
+    out.mkdir(parents=True, exist_ok=True)
     plot = write_rate_quality_plot(report, out / RATE_QUALITY_PNG)
     if plot is not None:
         paths["plot"] = plot
     figure = RATE_QUALITY_PNG if plot is not None else None
-    write_markdown(report, paths["markdown"], figure)
+    write_many({paths["json"]: json_text(report), paths["markdown"]: markdown_text(report, figure),
+                paths["csv"]: csv_text(results, report.metrics)})
     paths["html"] = write_html(report, results, out, figure)
     return paths

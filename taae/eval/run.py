@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from taae.errors import DEBUG_FLAG, pop_debug, run_main
 from taae.eval.inputs import AUDIO_SUFFIXES as AUDIO_SUFFIXES  # re-exported: callers import them from here
 from taae.eval.inputs import MANIFEST_PATH_KEYS as MANIFEST_PATH_KEYS
 from taae.eval.inputs import TARGET_LUFS, file_ids, load_reference
@@ -62,6 +63,8 @@ class EvalConfig:
     """Output folder for report.json, report.md, per_file.csv, rate_quality.png, report.html and examples/."""
     checkpoint: str | None = None
     """Lightning checkpoint or export folder; None evaluates the reference systems only."""
+    trust_checkpoint: bool = False
+    """Fully unpickle a checkpoint that the safe load refuses (it can run code: trusted files only)."""
     presets: list[str] = field(default_factory=lambda: list(DEFAULT_PRESETS))
     """Codec presets to evaluate; ``all`` takes every preset the codec has."""
     references: str = "auto"
@@ -170,11 +173,14 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if cfg.checkpoint not in (None, "", "none"):
         from taae.codec import Codec
 
-        codec = Codec.load(cfg.checkpoint, device=cfg.device)
+        codec = Codec.load(cfg.checkpoint, device=cfg.device, trust=cfg.trust_checkpoint)
     sample_rate = int(codec.sample_rate) if codec is not None else cfg.sample_rate
     metrics, metric_notes = optional_metrics_status(cfg.mos)
     notes += metric_notes
     codec_systems = _codec_systems(codec, cfg, notes) if codec is not None else []
+    if codec is not None and not codec_systems:
+        raise ValueError(f"none of the presets {cfg.presets + cfg.stages} exists for {cfg.checkpoint} (known: "
+                         f"{list(codec.presets())}, aliases: {list(codec.aliases())})")
     refs = available_references(cfg.references, sample_rate)
     notes += refs.notes
     systems: list[System] = [*codec_systems, *refs.systems]
@@ -273,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv, rate_quality.png, examples/ "
         "and report.html (listen to and see every system side by side)."))
     p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")
     p.add_argument("--data", required=True, help="folder (recursive .wav/.flac) or manifest (.txt/.tsv/.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets, or 'all'")
@@ -284,15 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=3, help="decoded files to save per system")
     p.add_argument("--no-mos", action="store_true", help="skip DNSMOS")
     p.add_argument("--sample-rate", type=int, default=16000, help="evaluation rate when --checkpoint none")
+    p.add_argument(DEBUG_FLAG, action="store_true", help="show tracebacks for user errors too")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_main("evaluate.py", lambda: _run(args), debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
-        raise SystemExit(f"--workers must be >= 0, got {args.workers}")
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     cfg = EvalConfig(data=args.data, out=args.out, checkpoint=args.checkpoint,
+                     trust_checkpoint=args.trust_checkpoint,
                      presets=[p.strip() for p in args.presets.split(",") if p.strip()], references=args.references,
                      stages=list(args.stages), max_files=args.max_files, workers=args.workers, device=args.device,
                      examples=args.examples, mos=not args.no_mos, sample_rate=args.sample_rate)

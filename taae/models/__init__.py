@@ -1,41 +1,20 @@
-"""Codec models. ``from_config(path)`` builds the generator a training YAML describes."""
+"""Codec models. ``from_config(path)`` builds the generator a training YAML describes.
+
+``instantiate`` and ``import_class`` are :mod:`taae.safety`'s allow-listed builders, re-exported here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from torch import nn
 
+from taae.safety import import_class, instantiate
 
-def import_class(class_path: str, where: str = "class_path") -> Any:
-    """The object a dotted ``a.b.C`` path names; ValueError naming ``where`` if it cannot be imported."""
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"{where}: cannot import {class_path!r} ({err})") from err
-
-
-def instantiate(spec: dict[str, Any], where: str = "config") -> Any:
-    """Build ``{class_path: a.b.C, init_args: {...}}`` the way LightningCLI does, recursively for nested specs."""
-    if not isinstance(spec, dict) or "class_path" not in spec:
-        raise ValueError(f"{where}: expected a mapping with 'class_path' (and optional 'init_args'), got {spec!r}")
-    unknown = set(spec) - {"class_path", "init_args", "dict_kwargs"}
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)} next to class_path")
-    cls = import_class(spec["class_path"], f"{where}.class_path")
-    args = {}
-    for key, value in (spec.get("init_args") or {}).items():
-        if isinstance(value, dict) and "class_path" in value:
-            value = instantiate(value, f"{where}.init_args.{key}")
-        elif isinstance(value, list) and value and all(isinstance(v, dict) and "class_path" in v for v in value):
-            value = [instantiate(v, f"{where}.init_args.{key}[{i}]") for i, v in enumerate(value)]
-        args[key] = value
-    return cls(**args)
+__all__ = ["from_config", "generator_spec", "import_class", "instantiate", "model_spec"]
 
 
 def model_spec(model: nn.Module) -> dict[str, Any] | None:

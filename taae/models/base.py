@@ -9,7 +9,9 @@ A codec model is an ``nn.Module`` with:
   mode). ``audio`` has exactly T samples;
 - ``encode(wav (B, 1, T), preset=None) -> tokens (B, K, S) int64`` and
   ``decode(tokens (B, K, S), preset=None) -> wav (B, 1, S * hop_length)``: the inference path, eval semantics;
-- ``presets() -> dict[str, TokenSpec]``: the named bitrates this model can emit (``"native"`` always exists).
+- ``presets() -> dict[str, TokenSpec]``: the named bitrates this model can emit (``"native"`` always exists);
+- ``loss_terms: tuple[str, ...]``: the names of the auxiliary losses ``forward`` returns (``vq/commitment``), so
+  that a training config's weight for a term the model never produces is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+CODEC_METHODS = ("encode", "decode", "presets")
+"""What a class must have to be loaded as a codec model from a checkpoint or an export (checked before it is built)."""
 
 
 @dataclass

@@ -172,6 +172,9 @@ class RVQGAN(nn.Module):
             its fields.
     """
 
+    loss_terms = ("vq/commitment", "vq/codebook")
+    """The terms ``forward`` puts in ``GeneratorOutput.losses`` (DAC's VQ losses, spec/dac.md §6.4)."""
+
     def __init__(self, config: RVQGANConfig):
         super().__init__()
         if isinstance(config, dict):

@@ -222,6 +222,9 @@ def unpatch(patches: Tensor) -> Tensor:
 class TAAE(nn.Module):
     """The transformer audio autoencoder with an FSQ bottleneck and post-hoc residual FSQ presets."""
 
+    loss_terms: tuple[str, ...] = ()
+    """FSQ has no auxiliary loss: ``forward`` returns no terms of its own."""
+
     def __init__(self, config: TAAEConfig | dict | None = None):
         super().__init__()
         if config is None:

@@ -10,8 +10,9 @@ which halves what each one sees, spec/taae.md §15.12):
      just-updated discriminator, clipped to ``grad_clip_g``; then the EMA update.
 A non-finite reconstruction or discriminator loss/gradient skips the whole batch (neither network steps); a
 non-finite generator loss/gradient skips the generator step. Skipped steps leave weights and optimiser states as
-they were, ``nan_skips`` counts them, and training goes on. Under DDP each check is all-reduced, so a skip on
-one rank is a skip on every rank (``taae.training.distributed``).
+they were, ``nan_skips`` counts them, and training goes on; ``max_consecutive_skips`` in a row stop it with an error
+naming the last finite step (``taae.training.guard``). Under DDP each check is all-reduced, so a skip on one rank
+is a skip on every rank (``taae.training.distributed``).
 
 Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch (a gradient-free
 D step while the discriminator is off), so ``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator
@@ -21,6 +22,7 @@ steps).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,11 @@ from taae.losses import (
     generator_adversarial_loss,
 )
 from taae.models import model_spec
+from taae.safety import load_checkpoint, make_checkpoint_safe
 from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
+from taae.training.guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, SkipGuard, checkpoint_paths
 
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
 """DAC's λ for the shared terms (spec/dac.md §6.6); model-specific terms (vq/…) come from the config."""
@@ -79,8 +83,12 @@ class CodecModule(L.LightningModule):
         grad_clip_g, grad_clip_d: max gradient norms (DAC: 1000 and 10); None disables clipping.
         ema_decay: EMA of the generator (β, e.g. 0.9999), or None. Validation and export use it when on.
         init_weights_from: a checkpoint whose generator (and discriminator, when shapes match) weights
-            initialise this run; optimiser state and step counters start fresh (fine-tuning).
+            initialise this run; optimiser state and step counters start fresh (fine-tuning). It is read with
+            ``torch.load(weights_only=True)``.
+        trust_init_weights: unpickle ``init_weights_from`` fully if the safe load refuses it (runs any code
+            the file holds: only for checkpoints you trust).
         num_audio_samples: validation clips kept for audio/spectrogram logging.
+        max_consecutive_skips: non-finite batches in a row that stop training with an error (0 = never).
     """
 
     def __init__(
@@ -106,7 +114,9 @@ class CodecModule(L.LightningModule):
         grad_clip_d: float | None = 10.0,
         ema_decay: float | None = None,
         init_weights_from: str | None = None,
+        trust_init_weights: bool = False,
         num_audio_samples: int = 4,
+        max_consecutive_skips: int = DEFAULT_MAX_CONSECUTIVE_SKIPS,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "waveform_loss",
@@ -137,9 +147,10 @@ class CodecModule(L.LightningModule):
         # Buffers, so that a resumed run continues the same schedules and counts (they live in the checkpoint).
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("nan_skips", torch.zeros((), dtype=torch.long))
+        self.skip_guard = SkipGuard(max_consecutive_skips)
         self._pending_rng: dict[str, Any] | None = None
         if init_weights_from:
-            self.load_weights(init_weights_from)
+            self.load_weights(init_weights_from, trust=trust_init_weights)
 
     # -- configuration -------------------------------------------------------------------------------------------
     _SHARED_TERMS = ("mel", "stft", "waveform", "adv_gen", "adv_feat", "perceptual")
@@ -156,11 +167,11 @@ class CodecModule(L.LightningModule):
         for name, weight in self.loss_weights.items():
             if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"model.loss_weights.{name} must be a finite number >= 0, got {weight!r}")
-            if name not in self._SHARED_TERMS and "/" not in name:
-                raise ValueError(
-                    f"model.loss_weights has unknown term {name!r}; known: {list(self._SHARED_TERMS)} "
-                    "and the model's own terms such as 'vq/commitment'"
-                )
+        known = [*self._SHARED_TERMS, *getattr(self.generator, "loss_terms", ())]
+        unknown = [name for name in self.loss_weights if name not in known]
+        if unknown:
+            raise ValueError(f"model.loss_weights has unknown terms {unknown}; {type(self.generator).__name__} "
+                             f"training produces {known}")
         if self.discriminator is None and any(self.loss_weights.get(k, 0) for k in ("adv_gen", "adv_feat")):
             raise ValueError("model.loss_weights has adversarial terms but model.discriminator is null")
         if self.perceptual_loss is None and self.loss_weights.get("perceptual", 0):
@@ -240,6 +251,7 @@ class CodecModule(L.LightningModule):
             return self._skip("generator")
 
         self.generator_steps += 1
+        self.skip_guard.finite(int(self.generator_steps))
         if self.ema is not None:
             self.ema.update(self.generator)
         for scheduler in self._schedulers():
@@ -330,6 +342,7 @@ class CodecModule(L.LightningModule):
         self.log("train/nan_skips", self.nan_skips.float())
         self.print(f"non-finite {where} after {int(self.generator_steps)} generator steps: step skipped "
                    f"({int(self.nan_skips)} so far)")
+        self.skip_guard.skipped(where, self.global_step, checkpoint_paths(self.trainer))
 
     @staticmethod
     def _clip(params, max_norm: float | None) -> Tensor:
@@ -376,9 +389,17 @@ class CodecModule(L.LightningModule):
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        # Everything must load with torch.load(weights_only=True): nothing in a checkpoint may need unpickling.
+        unsafe = make_checkpoint_safe(checkpoint)
+        if unsafe:
+            warnings.warn(f"this checkpoint will need full unpickling (a trust flag) to load: {'; '.join(unsafe[:5])}"
+                          f"{' …' if len(unsafe) > 5 else ''}", stacklevel=2)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._pending_rng = checkpoint.get("rng_state")
+        steps = checkpoint.get("state_dict", {}).get("generator_steps")
+        if steps is not None and int(steps) > 0:  # a resumed run's last finite step is where it left off
+            self.skip_guard.finite(int(steps))
 
     def _restore_rng_once(self) -> None:
         # Restored at the first batch, after the sanity check and anything else that draws random numbers.
@@ -388,11 +409,15 @@ class CodecModule(L.LightningModule):
                 torch.cuda.set_rng_state_all(self._pending_rng["cuda"])
             self._pending_rng = None
 
-    def load_weights(self, path: str) -> None:
-        """Initialise the generator (strictly) and the discriminator (tensors whose shapes match) from a checkpoint."""
+    def load_weights(self, path: str, trust: bool = False) -> None:
+        """Initialise the generator (strictly) and the discriminator (tensors whose shapes match) from a checkpoint,
+        read with ``weights_only=True`` unless ``trust``."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"model.init_weights_from: no such checkpoint: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path, trust=trust, trust_hint="set model.init_args.trust_init_weights: true")
+        if not isinstance(state, dict):
+            raise ValueError(f"model.init_weights_from={path!r} is not a checkpoint (it holds a "
+                             f"{type(state).__name__})")
         state = state.get("state_dict", state)
         generator = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
         if not generator:

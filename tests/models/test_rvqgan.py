@@ -81,7 +81,7 @@ def test_forward_training_path(model):
     torch.manual_seed(0)
     out = model(torch.randn(4, 1, 960) * 0.1)
     assert isinstance(out, GeneratorOutput)
-    assert set(out.losses) == {"vq/commitment", "vq/codebook"}
+    assert set(out.losses) == {"vq/commitment", "vq/codebook"} == set(model.loss_terms)  # declared = produced
     assert all(v.dim() == 0 and torch.isfinite(v) for v in out.losses.values())
     (out.audio.square().mean() + sum(out.losses.values())).backward()
     assert out.audio.abs().max() <= 1.0  # tanh head

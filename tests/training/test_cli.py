@@ -72,3 +72,29 @@ def test_resume_from_the_command_line(tmp_path):
     assert int(first.model.generator_steps) == 2 and (ckpt / "last.ckpt").is_file()
     resumed = TaaeCLI(args=[*base, "--trainer.max_steps", "8", "--ckpt_path", str(ckpt / "last.ckpt")])
     assert int(resumed.model.generator_steps) == 4  # continued from 2, not restarted
+
+
+def test_a_checkpoint_from_training_loads_without_the_trust_flag(tmp_path):
+    import torch
+
+    from taae.codec import Codec
+    from taae.safety import load_checkpoint, unsafe_entries
+
+    ckpt = tmp_path / "checkpoints"
+    # What configs/trainer/cpu.yaml records: loggers, a monitored checkpoint, the LR monitor, a scheduler.
+    trainer_args = ["--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false", "--trainer.max_time",
+                    "null", "--trainer.default_root_dir", str(tmp_path), "--trainer.accelerator", "cpu",
+                    "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
+                    "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+                    f"--trainer.callbacks.dirpath={ckpt}", "--trainer.callbacks.monitor=train/mel",
+                    "--trainer.callbacks.filename=best", "--trainer.callbacks.every_n_train_steps=2",
+                    "--trainer.callbacks+=lightning.pytorch.callbacks.LearningRateMonitor"]
+    TaaeCLI(args=["fit", "--config", "configs/rvqgan/tiny.yaml", *_data_args(tmp_path / "d"), *trainer_args])
+    path = ckpt / "best.ckpt"
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # raises if anything needs unpickling
+    assert unsafe_entries(raw) == []
+    assert {"hyper_parameters", "datamodule_hyper_parameters", "loops", "callbacks", "lr_schedulers"} <= set(raw)
+    assert load_checkpoint(path)["global_step"] == 4
+    assert Codec.load(path).weights == "generator"
+    module = CodecModule(Codec.load(path).model, init_weights_from=str(path), loss_weights={"mel": 1.0})
+    assert int(module.generator_steps) == 0

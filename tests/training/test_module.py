@@ -160,12 +160,27 @@ def test_training_lowers_the_mel_loss_on_a_fixed_batch():
 
 
 def test_loss_weight_validation():
-    with pytest.raises(ValueError, match="loss_weights has unknown term 'mell'"):
+    with pytest.raises(ValueError, match=r"loss_weights has unknown terms \['mell'\]; TAAE training produces "
+                                         r"\['mel', 'stft', 'waveform', 'adv_gen', 'adv_feat', 'perceptual'\]"):
         make_module(loss_weights={"mell": 1.0})
+    # A '/' used to let any name through: a misspelt model term trained nothing, silently.
+    with pytest.raises(ValueError, match=r"unknown terms \['vq/commitment'\]; TAAE"):
+        make_module(loss_weights={"mel": 1.0, "vq/commitment": 0.25})
     with pytest.raises(ValueError, match="adversarial_loss"):
         make_module(adversarial_loss="wgan")
     with pytest.raises(ValueError, match="perceptual"):
         make_module(loss_weights={"mel": 1.0, "perceptual": 1.0})
+
+
+def test_loss_weights_are_checked_against_the_terms_the_generator_declares():
+    from taae.models.rvqgan import RVQGAN, RVQGANConfig
+
+    rvqgan = RVQGAN(RVQGANConfig(encoder_dim=4, decoder_dim=32, n_codebooks=2, codebook_size=16, codebook_dim=4))
+    module = CodecModule(rvqgan, loss_weights={"mel": 1.0, "vq/commitment": 0.25, "vq/codebook": 1.0})
+    assert set(module.loss_weights) <= {*module._SHARED_TERMS, *rvqgan.loss_terms}
+    with pytest.raises(ValueError, match=r"unknown terms \['vq/comitment'\]; RVQGAN training produces \[.*"
+                                         r"'vq/commitment', 'vq/codebook'\]"):
+        CodecModule(rvqgan, loss_weights={"mel": 1.0, "vq/comitment": 0.25})
 
 
 def test_init_weights_from_copies_the_generator_and_starts_fresh(tmp_path):
@@ -183,3 +198,21 @@ def test_init_weights_from_copies_the_generator_and_starts_fresh(tmp_path):
     assert int(fresh.generator_steps) == 0  # counters and optimisers start over
     with pytest.raises(FileNotFoundError, match="init_weights_from"):
         make_module(init_weights_from=str(tmp_path / "missing.ckpt"))
+
+
+def test_a_module_built_in_python_writes_a_safe_checkpoint(tmp_path):
+    import functools
+
+    from taae.safety import load_checkpoint
+
+    generator = TAAE(TAAEConfig(stem_width=128, widths=(128,), strides=(2,), depths=(1,), attention_backend="sdpa"))
+    # Lightning keeps picklable hyper-parameters as given: a partial would need full unpickling to read back.
+    module = CodecModule(generator, loss_weights={"mel": 1.0}, num_audio_samples=0,
+                         mel_loss=MultiScaleMelLoss(window_lengths=(64, 256), n_mels=(10, 40)),
+                         optimizer_g=functools.partial(torch.optim.AdamW, lr=1e-3))
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    trainer(tmp_path, 2, callbacks=[ckpt], enable_checkpointing=True).fit(
+        module, make_data(write_speech(tmp_path / "data", 2)))
+    loaded = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")  # weights_only=True
+    assert loaded["hyper_parameters"]["optimizer_g"] == {"class_path": "torch.optim.adamw.AdamW",
+                                                         "init_args": {"lr": 1e-3}}
