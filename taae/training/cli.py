@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from taae.training.module import CodecModule
+from taae.training.rundir import run_dirs_filled
 
 
 class TaaeCLI(LightningCLI):
@@ -26,6 +27,9 @@ class TaaeCLI(LightningCLI):
             **kwargs,
         )
 
+    def instantiate_classes(self) -> None:
+        with run_dirs_filled(self):  # null logger / checkpoint folders come from trainer.default_root_dir
+            super().instantiate_classes()
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would re-parse the module's saved hyper-parameters from --ckpt_path over the YAML. CodecModule
