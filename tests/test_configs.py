@@ -46,6 +46,7 @@ EXPERIMENTS = (
     + [[RVQGAN_RECIPE, p] for p in RVQGAN_SIZES]
     + [[RVQGAN_RECIPE, CONFIGS / "rvqgan/ladder/75m.yaml", CONFIGS / "rvqgan/700bps.yaml"]]
     + [[RECIPE, CONFIGS / "taae/ladder/25m.yaml", CONFIGS / "taae/finetune_wavlm.yaml"]]
+    + [[CONFIGS / "taae/tiny.yaml", CONFIGS / "trainer/cpu.yaml", CONFIGS / "trainer/ddp.yaml"]]
     + [[ROOT / p for p in rung.configs] for _, rung in _rungs()]
 )
 

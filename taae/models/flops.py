@@ -110,15 +110,20 @@ def taae_flops(config, num_samples: int | None = None) -> FlopCount:
     decoder_depths = c.decoder_depths or c.depths
     kernel = [1 if s == 1 else 2 * s for s in c.strides]  # DownsampleConv / UpsampleConv
 
+    # identity_stride1 (the released layout): a stride-1 stage has no conv at all
+    identity = [c.identity_stride1 and s == 1 for s in c.strides]
     count.add(conv1d(c.patch_size, c.stem_width, 7, rates[0]), backward="weight")
     for i, (w_in, w, depth) in enumerate(zip(ins, c.widths, c.depths)):
-        count.add(conv1d(w_in, w, kernel[i], rates[i + 1]))
+        if not identity[i]:
+            count.add(conv1d(w_in, w, kernel[i], rates[i + 1]))
         count.add(depth * transformer_layer(w, rates[i + 1], c.window, c.ffn_mult, exact))
     count.add(conv1d(c.widths[-1], c.latent_dim, 3, rates[-1]))
 
     count.add(conv1d(c.latent_dim, c.widths[-1], 3, rates[-1]))
     for i, (w_out, w, depth) in reversed(list(enumerate(zip(ins, c.widths, decoder_depths)))):
         count.add(depth * transformer_layer(w, rates[i + 1], c.window, c.ffn_mult, exact))
+        if identity[i]:
+            continue
         if c.strides[i] == 1:
             count.add(conv1d(w, w_out, 1, rates[i + 1]))
         else:
@@ -132,7 +137,9 @@ def rvqgan_flops(config, num_samples: int | None = None, residual_kernel: int = 
     """One training forward of an ``RVQGAN`` (``RVQGANConfig``): every codebook stage runs, as in training."""
     c = config
     count = FlopCount()
-    frames, _ = _frames(num_samples, c.sample_rate, c.hop_length)
+    frames, exact = _frames(num_samples, c.sample_rate, c.hop_length)
+    # exact_length=False (DAC's rule): an odd transposed-conv stride gives one frame fewer (s·L − 1)
+    short = 0 if c.exact_length or not exact else 1
     samples = frames * c.hop_length
 
     def residual_units(channels: int, length: float) -> float:  # dilated conv k7 + conv k1, three times
@@ -160,7 +167,7 @@ def rvqgan_flops(config, num_samples: int | None = None, residual_kernel: int = 
         else:
             count.add(conv_transpose1d(dim, dim // 2, 2 * s, length))
         dim //= 2
-        length *= s
+        length = length * s - short * (s % 2)
         count.add(residual_units(dim, length))
     count.add(conv1d(dim, 1, 7, length))
     return count

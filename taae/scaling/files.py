@@ -2,7 +2,8 @@
 
 A study runs for hours and is meant to be interrupted and resumed: a half-written ``result.json`` would mark a
 rung as finished with garbage in it. Every file is written to a temporary file in the same folder, flushed to
-disk (fsync) and renamed over the target (``os.replace`` is atomic within one file system).
+disk (fsync) and renamed over the target (``os.replace`` is atomic within one file system). Text goes through
+``taae.eval.atomic``; ``atomic_write`` is the same for writers that need a path (checkpoints, figures).
 """
 
 from __future__ import annotations
@@ -17,11 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from taae.eval.atomic import _umask, atomic_write_text
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -43,7 +40,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, text)
 
 
 def _finite(obj: Any) -> Any:

@@ -25,7 +25,9 @@ def measured_train_flops(model: torch.nn.Module, num_samples: int) -> int:
     TAAEConfig(stem_width=128, widths=(128, 128), depths=(2, 2), attention_backend="naive"),
     TAAEConfig(stem_width=64, widths=(128,), strides=(2,), depths=(1,), decoder_depths=(2,), attention_backend="naive"),
     TAAEConfig(stem_width=64, widths=(128, 128), strides=(2, 3), depths=(1, 0), attention_backend="naive"),
-], ids=["tiny", "asymmetric-decoder", "stride-3"])
+    TAAEConfig(stem_width=128, widths=(128, 128), strides=(1, 2), depths=(1, 1), identity_stride1=True,
+               attention_backend="naive"),
+], ids=["tiny", "asymmetric-decoder", "stride-3", "released-layout"])
 def test_taae_train_flops_equal_the_measured_count(config, one_thread):
     model = TAAE(config).train()
     samples = 2 * config.hop_length * 7  # at most 28 frames per stage: every key is inside the (63, 64) window
@@ -49,7 +51,8 @@ def test_taae_attention_counts_the_band_not_the_square(one_thread):
     RVQGANConfig(encoder_dim=8, decoder_dim=64, latent_dim=32, n_codebooks=3, codebook_size=64),
     RVQGANConfig(encoder_dim=8, encoder_strides=(2, 4, 8, 10), decoder_strides=(10, 8, 4, 2), hop_length=640,
                  decoder_dim=64, n_codebooks=10, codebook_size=16),
-], ids=["50hz", "25hz-ladder-quantizer"])
+    RVQGANConfig(encoder_dim=8, decoder_dim=64, latent_dim=32, n_codebooks=2, codebook_size=16, exact_length=False),
+], ids=["50hz", "25hz-ladder-quantizer", "dac-length-rule"])
 def test_rvqgan_train_flops_equal_the_measured_count(config, one_thread):
     model = RVQGAN(config).train()
     samples = 2 * config.hop_length
