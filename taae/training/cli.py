@@ -39,5 +39,16 @@ class TaaeCLI(LightningCLI):
         return
 
 
+def root_cause(err: BaseException) -> BaseException:
+    """The error that started a chain: jsonargparse re-raises a constructor's one-line error inside a long
+    "does not validate against any of the Union subtypes" message, ``from`` the original."""
+    while isinstance(err.__cause__, (ValueError, TypeError, OSError)):
+        err = err.__cause__
+    return err
+
+
 def main(args=None) -> TaaeCLI:
-    return TaaeCLI(args=args)
+    try:
+        return TaaeCLI(args=args)
+    except (ValueError, TypeError, OSError) as err:
+        raise SystemExit(f"error: {root_cause(err)}") from err

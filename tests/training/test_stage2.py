@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from taae.losses.perceptual import save_random_wavlm
-from taae.training.cli import TaaeCLI
+from taae.training.cli import TaaeCLI, main
 from tests.training.test_cli import _data_args
 
 pytest.importorskip("transformers")
@@ -70,10 +70,10 @@ def test_the_perceptual_term_reaches_the_decoder_and_not_the_wavlm(stages):
 
 def test_a_missing_wavlm_folder_fails_with_one_line_saying_how_to_get_wavlm_large(stages, tmp_path):
     tmp, _, _, _ = stages
-    with pytest.raises(FileNotFoundError) as err:
-        TaaeCLI(args=["fit", "--config", str(tmp / "stage1" / "tb" / "config.yaml"), "--config", STAGE2,
-                      "--model.init_args.perceptual_loss.init_args.model_path", str(tmp_path / "wavlm-large"),
-                      *_trainer(tmp_path / "run", 2)])
-    message = str(err.value)
-    assert "\n" not in message and str(tmp_path / "wavlm-large") in message and "microsoft/wavlm-large" in message
+    with pytest.raises(SystemExit) as err:  # train.py's main: the root cause, not jsonargparse's wrapping
+        main(["fit", "--config", str(tmp / "stage1" / "tb" / "config.yaml"), "--config", STAGE2,
+              "--model.init_args.perceptual_loss.init_args.model_path", str(tmp_path / "wavlm-large"),
+              *_trainer(tmp_path / "run", 2)])
+    message = str(err.value.code)
+    assert message.startswith("error: WavLM folder not found") and "\n" not in message and str(tmp_path / "wavlm-large") in message and "microsoft/wavlm-large" in message
     assert not (tmp_path / "run").exists()
