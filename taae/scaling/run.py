@@ -146,9 +146,23 @@ def _check_previous(p: RungPlan, retrain_changed: bool) -> dict | None:
     return None
 
 
+def _rung_cli():
+    """``TaaeCLI`` whose logs and checkpoints all land in ``trainer.default_root_dir`` (the rung's folder)."""
+    from taae.training.cli import TaaeCLI
+    from taae.training.rundir import clear_run_dirs
+
+    class RungCLI(TaaeCLI):
+        def instantiate_classes(self) -> None:
+            # Folders a recipe names for its own runs (quickstart.yaml: runs/quickstart) would collect every rung's
+            # logs and last.ckpt, and a rung could then not resume from its own folder.
+            clear_run_dirs(self.config[self.subcommand].trainer)
+            super().instantiate_classes()
+
+    return RungCLI
+
+
 def train(p: RungPlan):
     """Train (or resume) one rung to the end of its budget; returns the session's record and the trainer."""
-    from taae.training.cli import TaaeCLI
 
     checkpoints = p.folder / "checkpoints"
     args = ["fit", *[a for c in p.rung.configs for a in ("--config", str(c))],
@@ -160,7 +174,7 @@ def train(p: RungPlan):
         args += ["--ckpt_path", str(checkpoints / "last.ckpt")]
     start, cpu = time.perf_counter(), time.process_time()
     with _own_argv():
-        cli = TaaeCLI(args=args)
+        cli = _rung_cli()(args=args)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if cli.trainer.interrupted:
         raise KeyboardInterrupt(f"{p.rung.key}: training interrupted; rerun to resume from its last checkpoint")

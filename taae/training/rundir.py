@@ -87,6 +87,25 @@ def fill_run_dirs(trainer: Any) -> Any:
     return trainer
 
 
+def clear_run_dirs(trainer: Any) -> Any:
+    """Null every logger ``save_dir`` and ``ModelCheckpoint.dirpath`` of a parsed ``trainer`` config in place.
+
+    For a run whose folder its caller decides (a ladder rung): ``fill_run_dirs`` then puts every log and checkpoint
+    under ``default_root_dir``. Without it a recipe that names its own folders (``configs/taae/quickstart.yaml``:
+    ``runs/quickstart``) keeps them even under a later trainer config, because jsonargparse carries the init_args
+    of a replaced list entry over to the class that replaces it.
+    """
+    for entry in _entries(getattr(trainer, "logger", None)):
+        args = getattr(entry, "init_args", None)
+        if args is not None and "save_dir" in args:
+            args.save_dir = None
+    for entry in _entries(getattr(trainer, "callbacks", None)):
+        args = getattr(entry, "init_args", None)
+        if args is not None and _is_subclass(entry, ModelCheckpoint):
+            args.dirpath = None
+    return trainer
+
+
 @contextmanager
 def run_dirs_filled(cli) -> Iterator[None]:
     """While a ``LightningCLI`` builds its objects: the config with filled run folders, the saved one without.

@@ -34,6 +34,13 @@ model:
     loss_weights: {mel: 1.0, waveform: 1.0}
     num_audio_samples: 0
 """
+RECIPE_FOLDERS = """
+trainer:
+  logger: [{{class_path: lightning.pytorch.loggers.CSVLogger, init_args: {{save_dir: {run}}}}}]
+  callbacks:
+    - {{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {{dirpath: {run}/checkpoints}}}}
+"""
+"""A recipe naming its own run folders, as configs/taae/quickstart.yaml does (runs/quickstart)."""
 RVQGAN = """
 seed_everything: 0
 model:
@@ -88,7 +95,7 @@ def make_ladder(root, taae_width=128):
         for i in range(count):
             sf.write(data / split / f"{split}{i}.wav", synth_speech(0.3, 16000, seed=i)[0].numpy(), 16000)
     cfg = root / "configs"
-    _write(cfg / "taae.yaml", TAAE)
+    _write(cfg / "taae.yaml", TAAE + RECIPE_FOLDERS.format(run=root / "recipe_run"))
     _write(cfg / "rvqgan.yaml", RVQGAN)
     _write(cfg / "taae_s.yaml", SIZE.format(key="stem_width", value=taae_width))
     _write(cfg / "rvqgan_s.yaml", SIZE.format(key="decoder_dim", value=32))
@@ -128,10 +135,12 @@ def test_every_rung_trains_its_budget_and_lands_in_one_table(study):
         assert row["parameters"] == plan.parameters and row["budget_met"] == "True"
         assert row["bitrate"] == 700 and row["mel_count"] == 2 and row["mel_mean"] > 0
         assert (folder / "checkpoints" / "final.ckpt").is_file() and (folder / "csv" / "metrics.csv").is_file()
+        assert (folder / "checkpoints" / "last.ckpt").is_file()
         report = json.loads((folder / "eval" / "report.json").read_text())
         assert report["settings"]["checkpoint"].endswith("final.ckpt")
         state = torch.load(folder / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
         assert int(state["state_dict"]["generator_steps"]) == BATCHES
+    assert not (root / "recipe_run").exists()  # every rung's logs and checkpoints in its own folder
 
 
 def test_a_finished_rung_is_skipped(study, monkeypatch):
