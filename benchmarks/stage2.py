@@ -1,9 +1,8 @@
 """Stage 1 → stage 2 end to end on the demo set, and what the WavLM term does to the metrics.
 
-    python -m benchmarks.stage2                                   # random WavLM (plumbing only), 2-core CPU
-    python -m benchmarks.stage2 --wavlm /path/to/wavlm-large      # the real teacher, on a connected machine
+    python benchmarks/stage2.py                                   # random WavLM (plumbing only), 2-core CPU
+    python benchmarks/stage2.py --wavlm /path/to/wavlm-large      # the real teacher, on a connected machine
 
-(Run as a module: as a script, ``benchmarks/tokenize.py`` would shadow the standard library's ``tokenize``.)
 Runs the documented commands (``train.py fit`` / ``evaluate.py``) in subprocesses, under ``--out``:
   1. stage 1: ``configs/taae/tiny.yaml`` + demo data + ``configs/trainer/cpu.yaml`` for ``--stage1-batches``;
   2. stage 2 from stage 1's saved ``tb/config.yaml`` and ``last.ckpt`` + ``configs/taae/finetune_wavlm.yaml`` for
