@@ -7,9 +7,9 @@
 
 Batches are random speech-like audio (no data files needed). Prints parameters, seconds per batch (median after
 warm-up), audio seconds per second, peak memory (CUDA: max_memory_allocated; CPU: peak RSS of this process) and,
-for TAAE generators on CUDA, a model-FLOPs utilisation estimate against --peak-tflops (FLOPs from
-``taae.scaling.ladder.train_flops_per_second``). ``--compile`` compiles generator and discriminator; ``--json``
-also records how many graphs were compiled after the two warm-up batches (0: no recompiles).
+on CUDA, a model-FLOPs utilisation estimate (the generator's own FLOP count, ``taae.models.flops``) against
+--peak-tflops. ``--compile`` compiles generator and discriminator; ``--json`` also records how many graphs were
+compiled after the two warm-up batches (0: no recompiles).
 """
 
 from __future__ import annotations
@@ -119,10 +119,9 @@ def main() -> None:
           f"{args.batch_size}×{samples / module.generator.sample_rate:.2f} s | {step:.3f} | "
           f"{audio_seconds / step:.1f} | "
           f"{memory:.2f} GiB{' (CUDA allocated)' if args.device == 'cuda' else ' (peak RSS)'} |")
-    if hasattr(module.generator, "config") and hasattr(module.generator.config, "widths") and args.device == "cuda":
-        from taae.scaling.ladder import train_flops_per_second
-
-        mfu = train_flops_per_second(module.generator) * audio_seconds / step / (args.peak_tflops * 1e12)
+    if args.device == "cuda":
+        flops = module.generator.train_flops(samples) * args.batch_size  # the model's own count (taae.models.flops)
+        mfu = flops / step / (args.peak_tflops * 1e12)
         print(f"generator MFU estimate: {100 * mfu:.1f}% of {args.peak_tflops:g} TFLOP/s (generator only)")
     else:
         mfu = None

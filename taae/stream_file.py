@@ -13,19 +13,14 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from taae import audio
-from taae.eval.atomic import _umask
-from taae.jobs.files import fsync_replace
 from taae.streaming import StreamingSession, algorithmic_latency
 from taae.tokens import TokenFile
 
@@ -137,27 +132,10 @@ def stream_file(codec, source: str | os.PathLike, output: str | os.PathLike, chu
     name = codec.resolve_preset(preset)
     with codec.streaming(1, name) as session:
         report = stream_signal(session, x.to(codec.device), chunk_frames)
-    _write_atomic(output, lambda tmp: audio.save_audio(tmp, report.audio, codec.sample_rate, subtype))
+    audio.save_audio(output, report.audio, codec.sample_rate, subtype)  # atomic (taae.atomic)
     if tokens_path is not None:
         token_file = TokenFile(tokens=report.tokens, preset=name, sample_rate=codec.sample_rate,
                                num_samples=x.shape[-1], frame_rate=codec.frame_rate, model_hash=codec.model_hash,
                                vocab_sizes=codec.presets()[name].vocab_sizes)
-        _write_atomic(tokens_path, token_file.save)
+        token_file.save(tokens_path)  # atomic (taae.atomic)
     return report
-
-
-def _write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a temp file beside ``path`` that keeps its suffix (libsndfile picks the format from it),
-    then fsync and ``os.replace``: a kept file is never torn (the project's atomic-write rule; issue 12's shared
-    path-writing helper is not on main yet, so this is local)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the output is as readable as any file the user writes
-        fsync_replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -18,6 +18,7 @@ stable-audio-tools' ``HubertLoss`` with the WavLM-Large model. Differences from 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,54 @@ import torchaudio
 from torch import Tensor, nn
 
 WAVLM_SAMPLE_RATE = 16000  # WavLM was pre-trained on 16 kHz audio; other rates are resampled to it.
+
+GET_WAVLM_LARGE = (
+    "on a connected machine run `python -c \"from transformers import WavLMModel; "
+    "WavLMModel.from_pretrained('microsoft/wavlm-large').save_pretrained('wavlm-large')\"`, copy the wavlm-large "
+    "folder here and set model.init_args.perceptual_loss.init_args.model_path to it"
+)
+"""How to get the paper's WavLM-Large onto a machine without hub access (weights are never downloaded here)."""
+
+RANDOM_WAVLM_CONFIG = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+    conv_kernel=(10, 4), conv_stride=(5, 4), feat_extract_norm="layer", do_stable_layer_norm=True,
+    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32, max_bucket_distance=64,
+)
+"""WavLM-Large's layout (layer-normed conv front end, pre-LN transformer) at toy width: tests and the CPU demo."""
+
+
+def check_wavlm_folder(path: str | Path) -> Path:
+    """The folder of a ``save_pretrained`` WavLM, or a one-line error saying what is wrong and how to fix it."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"WavLM folder not found: {folder}; {GET_WAVLM_LARGE}")
+    config = folder / "config.json"
+    weights = [folder / name for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")]
+    if not config.is_file() or not any(w.is_file() for w in weights):
+        raise FileNotFoundError(f"{folder} is not a saved transformers model (needs config.json and "
+                                f"model.safetensors); {GET_WAVLM_LARGE}")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{config}: unreadable ({err}); {GET_WAVLM_LARGE}") from None
+    if model_type != "wavlm":
+        raise ValueError(f"{folder} holds a {model_type!r} model, not a WavLM; {GET_WAVLM_LARGE}")
+    return folder
+
+
+def save_random_wavlm(path: str | Path, config: dict | None = None, seed: int = 0) -> Path:
+    """Save a randomly initialised WavLM (``RANDOM_WAVLM_CONFIG`` by default) the way WavLM-Large is stored.
+
+    It exercises the stage-2 plumbing (loading, features, gradients) without the real weights; its loss carries
+    no perceptual knowledge.
+    """
+    from transformers import WavLMConfig, WavLMModel
+
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        model = WavLMModel(WavLMConfig(**(config or RANDOM_WAVLM_CONFIG)))
+    model.save_pretrained(str(path))
+    return Path(path)
 
 
 class WavLMFeatureLoss(nn.Module):
@@ -67,9 +116,7 @@ class WavLMFeatureLoss(nn.Module):
                 f"got model_path={model_path!r}, config={config!r}"
             )
         if model_path is not None:
-            if not Path(model_path).exists():
-                raise FileNotFoundError(f"WavLM checkpoint not found: {model_path} (weights are never downloaded)")
-            model = WavLMModel.from_pretrained(str(model_path))
+            model = WavLMModel.from_pretrained(str(check_wavlm_folder(model_path)))
         else:
             model = WavLMModel(WavLMConfig(**config))
 

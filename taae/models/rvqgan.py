@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.models.flops import ComputeAccounting, FlopCount, rvqgan_flops
 from taae.nn.conv import DownsampleConv, ResidualUnit, Snake1d, UpsampleConv, WNConv1d
 from taae.quantizers.rvq import ResidualVectorQuantizer
 
@@ -164,7 +165,7 @@ def _dac_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class RVQGAN(nn.Module):
+class RVQGAN(ComputeAccounting, nn.Module):
     """Encoder → factorised residual VQ → decoder, implementing the codec interface of ``taae.models.base``.
 
     Args:
@@ -220,6 +221,10 @@ class RVQGAN(nn.Module):
 
     def num_parameters(self) -> int:
         return count_parameters(self)
+
+    def flop_count(self, num_samples: int | None = None) -> FlopCount:
+        """Forward FLOPs per second of audio (None) or of one item of ``num_samples`` (``taae.models.flops``)."""
+        return rvqgan_flops(self.config, num_samples, num_residual_units=len(DILATIONS))
 
     # ------------------------------------------------------------------ codec interface
     def _check_wav(self, wav: Tensor) -> None:

@@ -26,6 +26,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.models.flops import ComputeAccounting, FlopCount, taae_flops
 from taae.nn.causal_conv import conv_layers
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
@@ -219,7 +220,7 @@ def unpatch(patches: Tensor) -> Tensor:
     return rearrange(patches, "b p n -> b 1 (n p)")
 
 
-class TAAE(nn.Module):
+class TAAE(ComputeAccounting, nn.Module):
     """The transformer audio autoencoder with an FSQ bottleneck and post-hoc residual FSQ presets."""
 
     loss_terms: tuple[str, ...] = ()
@@ -336,6 +337,10 @@ class TAAE(nn.Module):
 
     def num_parameters(self) -> int:
         return count_parameters(self)
+
+    def flop_count(self, num_samples: int | None = None) -> FlopCount:
+        """Forward FLOPs per second of audio (None) or of one item of ``num_samples`` (``taae.models.flops``)."""
+        return taae_flops(self.config, num_samples)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _resolve(self, preset: str | None) -> str:

@@ -1,117 +1,182 @@
-"""The scaling ladder: parameter counts and compute per size, and a power-law fit of a metric against size.
+"""A scaling ladder: which rungs to train, on what budget, and how to evaluate them (``configs/ladder/*.yaml``).
 
-    python -m taae.scaling.ladder                                   # sizes of configs/taae/ladder/*.yaml
-    python -m taae.scaling.ladder --report 25m=runs/25m/eval/report.json --report 75m=... --metric mel
+A ladder file names, per model family, the training YAMLs of its recipe and one size file per rung; every rung
+is the composition ``family configs → rung size → common`` (``train.py --config …`` in that order), so a rerun
+reads whatever the recipe files say today. ``python -m taae.scaling sizes`` prints each rung's parameters and
+compute without training anything:
 
-Compute per second of audio counts the matrix multiplies of the transformer layers (2 FLOPs per multiply-add,
-×3 for forward + backward as in the PaLM appendix) plus the windowed attention scores (2·2·N·W·C per layer,
-W = window keys), and the convolutions; it is an estimate for MFU, not a measurement.
+    name: cpu_mini
+    out: runs/ladder/cpu_mini                    # default --out
+    budget: audio_seconds=4800                   # default --budget, per rung: audio_seconds | flops | wall_seconds
+    guard_time: "00:01:30:00"                    # wall-clock guard of a rung trained on a step budget (optional)
+    common: [configs/trainer/cpu.yaml, configs/ladder/cpu_mini/common.yaml]
+    evaluation: {data: data/demo/test, presets: [400bps, 700bps, 1000bps]}
+    families:
+      taae:   {configs: [configs/taae/quickstart.yaml], rungs: {0.6m: configs/ladder/cpu_mini/taae_0.6m.yaml}}
+
+Paths are relative to the working directory (the repository root, like every config).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-import torch
+import yaml
 
-from taae.models import from_config
-from taae.models.base import count_parameters
+BUDGET_KINDS = ("audio_seconds", "flops", "wall_seconds")
+"""Per-rung budgets: seconds of training audio, generator training FLOPs (the models' own count), wall-clock."""
 
-ROOT = Path(__file__).resolve().parents[2]
+
+@dataclass(frozen=True)
+class Budget:
+    """What every rung of a ladder gets: ``KIND=VALUE`` with KIND one of ``BUDGET_KINDS``."""
+
+    kind: str
+    value: float
+
+    def __post_init__(self):
+        if self.kind not in BUDGET_KINDS:
+            raise ValueError(f"budget kind {self.kind!r} is not one of {list(BUDGET_KINDS)}")
+        if not math.isfinite(self.value) or self.value <= 0:
+            raise ValueError(f"budget {self.kind} must be a positive number, got {self.value}")
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        kind, sep, value = str(text).partition("=")
+        if not sep:
+            raise ValueError(f"budget {text!r}: expected KIND=VALUE, e.g. audio_seconds=4800, flops=1e15 or "
+                             "wall_seconds=600")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"budget {text!r}: {value!r} is not a number") from None
+        return cls(kind.strip(), number)
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value:g}"
+
+    def batches(self, batch_audio_seconds: float, batch_train_flops: float) -> int | None:
+        """Generator steps (batches) this budget buys; None for a wall-clock budget (bounded by time instead)."""
+        if self.kind == "audio_seconds":
+            return max(1, math.ceil(self.value / batch_audio_seconds - 1e-9))
+        if self.kind == "flops":
+            return max(1, math.ceil(self.value / batch_train_flops - 1e-9))
+        return None
 
 
 @dataclass
-class PowerLaw:
-    """metric ≈ coefficient · N^exponent over parameter counts N (fit in log-log space)."""
+class EvaluationSettings:
+    """How each rung is evaluated, through ``taae.eval.run.evaluate`` (what ``evaluate.py`` runs)."""
 
-    coefficient: float
-    exponent: float
-    r2: float
+    data: str
+    """Test folder or manifest."""
+    presets: list[str] = field(default_factory=lambda: ["400bps", "700bps", "1000bps"])
+    """Presets of every rung's model; RVQGAN and TAAE share the ``{bps}bps`` names."""
+    max_files: int | None = None
+    references: str = "none"
+    """Reference codecs are the same for every rung: evaluate them once with ``evaluate.py --checkpoint none``."""
+    workers: int | None = None
+    device: str = "cpu"
+    examples: int = 1
+    mos: bool = False
 
-    def __call__(self, n: float) -> float:
-        return self.coefficient * n**self.exponent
-
-
-def fit_power_law(sizes: list[float], values: list[float]) -> PowerLaw:
-    """Least squares on log(value) = log(a) + b·log(N); needs ≥ 2 sizes and positive values."""
-    if len(sizes) != len(values) or len(sizes) < 2:
-        raise ValueError(f"need at least two (size, value) pairs, got {len(sizes)} sizes and {len(values)} values")
-    if min(sizes) <= 0 or min(values) <= 0:
-        raise ValueError("a power law needs positive sizes and values (use a distance, or 1 − score)")
-    x = torch.tensor(sizes, dtype=torch.float64).log()
-    y = torch.tensor(values, dtype=torch.float64).log()
-    design = torch.stack([torch.ones_like(x), x], dim=1)
-    log_a, b = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.flatten().tolist()
-    residual = y - (log_a + b * x)
-    total = (y - y.mean()).pow(2).sum()
-    r2 = float(1 - residual.pow(2).sum() / total) if total > 0 else 1.0
-    return PowerLaw(math.exp(log_a), b, r2)
+    def __post_init__(self):
+        self.presets = [str(p) for p in self.presets]
+        if not self.presets:
+            raise ValueError("evaluation.presets must name at least one preset")
 
 
-def train_flops_per_second(model: torch.nn.Module) -> float:
-    """Estimated training FLOPs (forward + backward) per second of audio for a TAAE model."""
-    c = model.config
-    flops, rate = 0.0, model.sample_rate / c.patch_size  # frames per second after patching
-    depths = list(c.depths) + list(c.decoder_depths or c.depths)
-    widths = list(c.widths) * 2
-    strides = list(c.strides) * 2
-    for i, (width, depth) in enumerate(zip(widths, depths)):
-        stage_rate = rate / math.prod(strides[: i % len(c.widths) + 1])
-        per_frame = depth * (2 * (16 * width * width) + 2 * 2 * sum(c.window) * width)
-        flops += per_frame * stage_rate
-    convs = count_parameters(model) - sum(16 * w * w * d for w, d in zip(widths, depths))
-    flops += 2 * max(convs, 0) * rate  # convs run at ≤ 50 Hz; an upper bound
-    return 3 * flops
+@dataclass
+class Rung:
+    """One model of the ladder: its family, its name and the YAMLs composing its training run."""
+
+    family: str
+    name: str
+    configs: list[Path]
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.name}"
 
 
-def ladder(recipe: Path, sizes: list[Path]) -> list[dict]:
-    rows = []
-    for path in sizes:
-        with torch.device("meta"):
-            model = from_config(recipe, path)
-        rows.append({"size": path.stem, "parameters": count_parameters(model),
-                     "train_tflops_per_audio_second": train_flops_per_second(model) / 1e12})
-    return rows
+@dataclass
+class Ladder:
+    name: str
+    path: Path
+    rungs: list[Rung]
+    evaluation: EvaluationSettings
+    out: Path | None = None
+    budget: Budget | None = None
+    guard_time: str | None = None
+    """Lightning ``max_time`` for rungs on a step budget, so that a stalled rung cannot hold the study forever."""
+
+    def select(self, names: list[str] | None) -> list[Rung]:
+        """The rungs named ``family/rung``, ``family`` or ``rung`` (all when ``names`` is empty)."""
+        if not names:
+            return list(self.rungs)
+        chosen = [r for r in self.rungs if {r.key, r.family, r.name} & set(names)]
+        unknown = [n for n in names if not any(n in (r.key, r.family, r.name) for r in self.rungs)]
+        if unknown:
+            raise ValueError(f"{self.path}: no rung or family {unknown}; rungs: {[r.key for r in self.rungs]}")
+        return chosen
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", type=Path, default=ROOT / "configs/taae/recipe.yaml")
-    parser.add_argument("--sizes", type=Path, nargs="*", default=sorted((ROOT / "configs/taae/ladder").glob("*.yaml")))
-    parser.add_argument("--report", action="append", default=[], help="SIZE=report.json from evaluate.py")
-    parser.add_argument("--metric", default="mel", help="metric key in report.json (a distance: lower is better)")
-    parser.add_argument("--preset", default="700bps")
-    args = parser.parse_args(argv)
-    rows = ladder(args.recipe, args.sizes)
-    print("| size | parameters | training TFLOPs per audio second |\n|---|---|---|")
-    for row in sorted(rows, key=lambda r: r["parameters"]):
-        print(f"| {row['size']} | {row['parameters'] / 1e6:.1f} M | {row['train_tflops_per_audio_second']:.3f} |")
-    if args.report:
-        counts = {r["size"]: r["parameters"] for r in rows}
-        sizes, values = [], []
-        for item in args.report:
-            name, _, path = item.partition("=")
-            if name not in counts:
-                raise ValueError(f"--report {item!r}: size {name!r} is not one of {sorted(counts)}")
-            report = json.loads(Path(path).read_text())
-            sizes.append(counts[name])
-            values.append(_metric(report, args.preset, args.metric, path))
-        law = fit_power_law(sizes, values)
-        print(f"\n{args.metric} ≈ {law.coefficient:.4g} · N^{law.exponent:.4f}  "
-              f"(R² = {law.r2:.3f}, {len(sizes)} sizes)")
+_TOP_KEYS = {"name", "out", "budget", "guard_time", "common", "evaluation", "families"}
 
 
-def _metric(report: dict, preset: str, metric: str, path: str) -> float:
-    for system in report.get("systems", {}).values():  # evaluate.py's report.json: {name: summary}
-        if preset in (system.get("preset"), system.get("name")):
-            value = system.get("metrics", {}).get(metric, {})
-            return float(value["mean"] if isinstance(value, dict) else value)
-    raise ValueError(f"{path}: no preset {preset!r} with metric {metric!r}")
+def _paths(value: Any, where: str) -> list[Path]:
+    items = [value] if isinstance(value, (str, Path)) else value
+    if not isinstance(items, list) or not all(isinstance(v, (str, Path)) for v in items):
+        raise ValueError(f"{where}: expected a YAML path or a list of them, got {value!r}")
+    paths = [Path(v) for v in items]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"{where}: config file not found: {p}")
+    return paths
 
 
-if __name__ == "__main__":
-    main()
+def load_ladder(path: str | Path) -> Ladder:
+    """Read and check a ladder YAML; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ladder file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(_TOP_KEYS)}")
+    for key in ("families", "evaluation"):
+        if not isinstance(data.get(key), dict):
+            raise ValueError(f"{path}: '{key}' must be a mapping")
+    common = _paths(data.get("common", []), f"{path}: common")
+    known_eval = {f.name for f in fields(EvaluationSettings)}
+    bad = sorted(set(data["evaluation"]) - known_eval)
+    if bad or "data" not in data["evaluation"]:
+        raise ValueError(f"{path}: evaluation needs 'data' and takes only {sorted(known_eval)}; got {bad or 'no data'}")
+    rungs = []
+    for family, spec in data["families"].items():
+        where = f"{path}: families.{family}"
+        if not isinstance(spec, dict) or set(spec) - {"configs", "rungs"} or not isinstance(spec.get("rungs"), dict):
+            raise ValueError(f"{where}: expected {{configs: [...], rungs: {{name: size.yaml, ...}}}}")
+        base = _paths(spec.get("configs", []), f"{where}.configs")
+        if not spec["rungs"]:
+            raise ValueError(f"{where}.rungs: a family needs at least one rung")
+        for name, size in spec["rungs"].items():
+            rungs.append(Rung(str(family), str(name), base + _paths(size, f"{where}.rungs.{name}") + common))
+    budget = data.get("budget")
+    return Ladder(
+        name=str(data.get("name", path.stem)), path=path, rungs=rungs,
+        evaluation=EvaluationSettings(**data["evaluation"]),
+        out=Path(data["out"]) if data.get("out") else None,
+        budget=Budget.parse(budget) if budget is not None else None,
+        guard_time=data.get("guard_time"),
+    )
+
+
+def settings_record(ladder: Ladder) -> dict:
+    """What of the ladder file shapes every rung's result (for the fingerprint and the records)."""
+    return {"ladder": str(ladder.path), "evaluation": asdict(ladder.evaluation), "guard_time": ladder.guard_time}

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from taae.errors import ConfigError, pop_debug, run_main
 from taae.training.module import CodecModule
+from taae.training.rundir import run_dirs_filled
 
 
 class TaaeCLI(LightningCLI):
@@ -33,6 +34,9 @@ class TaaeCLI(LightningCLI):
             **kwargs,
         )
 
+    def instantiate_classes(self) -> None:
+        with run_dirs_filled(self):  # null logger / checkpoint folders come from trainer.default_root_dir
+            super().instantiate_classes()
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would re-parse the module's saved hyper-parameters from --ckpt_path over the YAML. CodecModule

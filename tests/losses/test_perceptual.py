@@ -7,27 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from taae.losses.perceptual import WavLMFeatureLoss
+from taae.losses.perceptual import RANDOM_WAVLM_CONFIG, WavLMFeatureLoss, check_wavlm_folder, save_random_wavlm
 from tests.conftest import synth_speech
 
 pytest.importorskip("transformers")
 
-# WavLM-Large's layout (layer-normed conv front end, pre-LN transformer) at toy width
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16, 16),
-    conv_kernel=(10, 4),
-    conv_stride=(5, 4),
-    feat_extract_norm="layer",
-    do_stable_layer_norm=True,
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4,
-    num_buckets=32,
-    max_bucket_distance=64,
-)
+TINY = RANDOM_WAVLM_CONFIG  # WavLM-Large's layout at toy width
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +115,30 @@ def test_errors(tmp_path, loss_fn, audio):
         WavLMFeatureLoss()
     with pytest.raises(ValueError, match="exactly one"):
         WavLMFeatureLoss(model_path=str(tmp_path), config=TINY)
+
+
+def test_a_missing_or_wrong_wavlm_folder_says_how_to_get_wavlm_large_in_one_line(tmp_path):
+    with pytest.raises(FileNotFoundError) as missing:
+        check_wavlm_folder(tmp_path / "wavlm-large")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError) as empty:
+        check_wavlm_folder(tmp_path / "empty")
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "bert" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError) as other:
+        check_wavlm_folder(tmp_path / "bert")
+    for err, what in ((missing, "not found"), (empty, "config.json"), (other, "'bert'")):
+        message = str(err.value)
+        assert "\n" not in message and what in message
+        assert "microsoft/wavlm-large" in message and "save_pretrained" in message
+
+
+def test_a_saved_random_wavlm_loads_and_leaves_the_global_random_stream_alone(tmp_path):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    folder = save_random_wavlm(tmp_path / "wavlm")
+    assert torch.equal(torch.rand(3), expected)
+    assert check_wavlm_folder(folder) == folder
+    assert WavLMFeatureLoss(model_path=str(folder)).layers == [0, 1]

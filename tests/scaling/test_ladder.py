@@ -1,28 +1,61 @@
+"""Ladder files: composition order, selection, and errors that name the file and the key."""
+
 import pytest
 
-from taae.scaling.ladder import ROOT, fit_power_law, ladder
+from taae.scaling.files import read_json, write_json
+from taae.scaling.ladder import load_ladder
 
 
-def test_power_law_fit_recovers_a_known_exponent():
-    sizes = [25e6, 75e6, 240e6, 950e6]
-    values = [3.0 * n**-0.12 for n in sizes]
-    law = fit_power_law(sizes, values)
-    assert law.exponent == pytest.approx(-0.12, abs=1e-9)
-    assert law.coefficient == pytest.approx(3.0, rel=1e-9)
-    assert law.r2 == pytest.approx(1.0)
-    assert law(500e6) == pytest.approx(3.0 * 500e6**-0.12)
+def _ladder(tmp_path, text):
+    for name in ("a.yaml", "b.yaml", "size.yaml", "common.yaml"):
+        (tmp_path / name).write_text("{}\n")
+    path = tmp_path / "ladder.yaml"
+    path.write_text(text.format(d=tmp_path))
+    return path
 
 
-def test_power_law_rejects_bad_input():
-    with pytest.raises(ValueError, match="two"):
-        fit_power_law([1e6], [1.0])
-    with pytest.raises(ValueError, match="positive"):
-        fit_power_law([1e6, 2e6], [1.0, -1.0])
+GOOD = """
+budget: audio_seconds=10
+common: [{d}/common.yaml]
+evaluation: {{data: {d}, presets: [700bps]}}
+families:
+  taae: {{configs: [{d}/a.yaml, {d}/b.yaml], rungs: {{s: {d}/size.yaml, m: [{d}/size.yaml, {d}/a.yaml]}}}}
+  rvqgan: {{rungs: {{s: {d}/size.yaml}}}}
+"""
 
 
-def test_ladder_is_ordered_by_size_and_compute():
-    rows = ladder(ROOT / "configs/taae/recipe.yaml", sorted((ROOT / "configs/taae/ladder").glob("*.yaml")))
-    rows.sort(key=lambda r: r["parameters"])
-    assert [r["size"] for r in rows] == ["25m", "75m", "240m", "540m", "950m"]
-    flops = [r["train_tflops_per_audio_second"] for r in rows]
-    assert flops == sorted(flops)
+def test_rungs_compose_family_then_size_then_common(tmp_path):
+    ladder = load_ladder(_ladder(tmp_path, GOOD))
+    assert [r.key for r in ladder.rungs] == ["taae/s", "taae/m", "rvqgan/s"]
+    assert [p.name for p in ladder.rungs[1].configs] == ["a.yaml", "b.yaml", "size.yaml", "a.yaml", "common.yaml"]
+    assert [p.name for p in ladder.rungs[2].configs] == ["size.yaml", "common.yaml"]
+    assert str(ladder.budget) == "audio_seconds=10" and ladder.name == "ladder" and ladder.out is None
+    assert [r.key for r in ladder.select(["s"])] == ["taae/s", "rvqgan/s"]
+    assert [r.key for r in ladder.select(["taae"])] == ["taae/s", "taae/m"]
+    assert [r.key for r in ladder.select(["rvqgan/s"])] == ["rvqgan/s"]
+    with pytest.raises(ValueError, match=r"no rung or family \['xl'\]"):
+        ladder.select(["xl"])
+
+
+@pytest.mark.parametrize("edit,error,match", [
+    (lambda t: t.replace("budget:", "budgt:"), ValueError, r"unknown keys \['budgt'\]"),
+    (lambda t: t.replace("size.yaml}}", "missing.yaml}}"), FileNotFoundError, r"families.rvqgan.rungs.s: .*missing"),
+    (lambda t: t.replace("presets: [700bps]", "preset: 700bps"), ValueError, r"evaluation .*preset"),
+    (lambda t: t.replace("audio_seconds=10", "steps=10"), ValueError, "not one of"),
+    (lambda t: t.replace("rungs: {{s: {d}/size.yaml}}", "rungs: {{}}"), ValueError, "at least one rung"),
+], ids=["unknown-key", "missing-file", "evaluation-key", "budget-kind", "no-rungs"])
+def test_errors_name_the_file_and_key(tmp_path, edit, error, match):
+    with pytest.raises(error, match=match):
+        load_ladder(_ladder(tmp_path, edit(GOOD)))
+
+
+def test_missing_ladder_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ladder file not found"):
+        load_ladder(tmp_path / "nope.yaml")
+
+
+def test_json_writes_are_atomic_and_readable(tmp_path):
+    path = write_json(tmp_path / "sub" / "r.json", {"x": float("nan"), "y": [1.5]})
+    assert read_json(path) == {"x": None, "y": [1.5]}
+    assert not [p for p in path.parent.iterdir() if p.name != "r.json"]  # no temporary file left behind
+    assert path.stat().st_mode & 0o044  # readable by others, like any file the user keeps

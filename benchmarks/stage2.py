@@ -1,0 +1,84 @@
+"""Stage 1 → stage 2 end to end on the demo set, and what the WavLM term does to the metrics.
+
+    python benchmarks/stage2.py                                   # random WavLM (plumbing only), 2-core CPU
+    python benchmarks/stage2.py --wavlm /path/to/wavlm-large      # the real teacher, on a connected machine
+
+Runs the documented commands (``train.py fit`` / ``evaluate.py``) in subprocesses, under ``--out``:
+  1. stage 1: ``configs/taae/tiny.yaml`` + demo data + ``configs/trainer/cpu.yaml`` for ``--stage1-batches``;
+  2. stage 2 from stage 1's saved ``tb/config.yaml`` and ``last.ckpt`` + ``configs/taae/finetune_wavlm.yaml`` for
+     ``--stage2-batches``, twice: with the perceptual term, and with its weight 0 (the control: the same
+     fine-tuning schedule without WavLM);
+  3. ``evaluate.py`` of the three checkpoints at one preset; prints one table (mean over the test files).
+
+With the randomly initialised WavLM (``taae.losses.perceptual.save_random_wavlm``, no hub here) the term carries
+no perceptual knowledge: the run proves the plumbing, not the paper's quality gain (arXiv 2411.19842, App. A.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from taae.losses.perceptual import save_random_wavlm
+
+METRICS = ("mel", "stft", "si_sdr", "pesq_wb", "stoi")
+
+
+def _run(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def _trainer(root: Path, batches: int) -> list[str]:
+    # Lightning counts G and D steps: 2 per batch. One validation (and last.ckpt) at the end.
+    return ["--trainer.default_root_dir", str(root), "--trainer.max_steps", str(2 * batches),
+            "--trainer.max_time", "null", "--trainer.val_check_interval", str(batches),
+            "--trainer.enable_progress_bar", "false"]
+
+
+def _evaluate(checkpoint: Path, out: Path, args) -> dict:
+    _run([sys.executable, "evaluate.py", "--checkpoint", str(checkpoint), "--data", args.test, "--out", str(out),
+          "--presets", args.preset, "--references", "none", "--no-mos", "--examples", "0"])
+    report = json.loads((out / "report.json").read_text())
+    system = next(s for s in report["systems"].values() if s["kind"] == "codec")
+    return {m: system["metrics"][m]["mean"] for m in METRICS if m in system["metrics"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/stage2_demo")
+    parser.add_argument("--wavlm", default=None, help="WavLM folder (default: a random one saved under --out)")
+    parser.add_argument("--stage1-batches", type=int, default=100)
+    parser.add_argument("--stage2-batches", type=int, default=50)
+    parser.add_argument("--test", default="data/demo/test")
+    parser.add_argument("--preset", default="700bps")
+    args = parser.parse_args()
+    out = Path(args.out)
+    wavlm = Path(args.wavlm) if args.wavlm else save_random_wavlm(out / "wavlm-random")
+    stage1 = out / "stage1"
+    if not (stage1 / "checkpoints" / "last.ckpt").is_file():
+        _run([sys.executable, "train.py", "fit", "--config", "configs/taae/tiny.yaml", "--config",
+              "configs/data/demo.yaml", "--config", "configs/trainer/cpu.yaml", *_trainer(stage1, args.stage1_batches)])
+    rows = {"stage 1": _evaluate(stage1 / "checkpoints" / "last.ckpt", out / "eval" / "stage1", args)}
+    for name, weight in (("stage 2, WavLM term", 1.0), ("stage 2, weight 0 (control)", 0.0)):
+        root = out / ("stage2" if weight else "stage2_control")
+        if not (root / "checkpoints" / "last.ckpt").is_file():
+            _run([sys.executable, "train.py", "fit", "--config", str(stage1 / "tb" / "config.yaml"),
+                  "--config", "configs/taae/finetune_wavlm.yaml",
+                  "--model.init_args.init_weights_from", str(stage1 / "checkpoints" / "last.ckpt"),
+                  "--model.init_args.perceptual_loss.init_args.model_path", str(wavlm),
+                  "--model.init_args.loss_weights.perceptual", str(weight), *_trainer(root, args.stage2_batches)])
+        rows[name] = _evaluate(root / "checkpoints" / "last.ckpt", out / "eval" / root.name, args)
+    print(f"\n{args.preset}, mean over the files of {args.test}; WavLM: {wavlm}")
+    print("| run | " + " | ".join(METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for name, metrics in rows.items():
+        print(f"| {name} | " + " | ".join(f"{metrics.get(m, float('nan')):.3f}" for m in METRICS) + " |")
+
+
+if __name__ == "__main__":
+    main()
