@@ -70,6 +70,8 @@ VARIANTS: dict[str, tuple[list[str], dict]] = {
         "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR", "init_args": {"T_max": "BUDGET", "eta_min": 1.0e-5}}}),
     "fixed_levels": (TAAE, {"generator": {"init_args": {"config": {"random_levels": None}}}}),
     "wider": (TAAE, {"generator": {"init_args": {"config": {"stem_width": 256, "widths": [256, 256]}}}}),
+    # the cost of causality (configs/taae/causal_tiny.yaml's model settings): left-only windows, causal convs
+    "causal": (TAAE, {"generator": {"init_args": {"config": {"window": [63, 0], "causal": True}}}}),
     "deeper": (TAAE, {"generator": {"init_args": {"config": {"depths": [4, 4]}}}}),
     "rvqgan_quickstart": (RVQGAN, {}),
     "rvqgan_dac_weights": (RVQGAN, {"balancer": None, "mel_loss": FULL_MEL, "loss_weights": {

@@ -15,6 +15,7 @@ logs and checkpoints with it instead of writing into the old run.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,6 @@ from typing import Any
 
 from lightning.pytorch import loggers
 from lightning.pytorch.callbacks import ModelCheckpoint
-
-from taae.models import import_class
 
 CHECKPOINT_FOLDER = "checkpoints"
 """``ModelCheckpoint(dirpath=null)`` writes to ``<default_root_dir>/checkpoints``."""
@@ -62,7 +61,13 @@ def _is_subclass(entry: Any, base: type) -> bool:
     class_path = getattr(entry, "class_path", None)
     if not isinstance(class_path, str):
         return False
-    cls = import_class(class_path, "trainer class_path")
+    # The trainer section is the user's own command line, which jsonargparse has already imported; the class
+    # allow-list (taae.safety) guards specs read from checkpoints and exports, not this.
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
     return isinstance(cls, type) and issubclass(cls, base)
 
 

@@ -1,4 +1,5 @@
 import lightning as L
+import pytest
 import soundfile as sf
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -29,3 +30,22 @@ def test_mel_image_is_normalised_with_low_frequencies_at_the_bottom():
     assert image.shape[0] == 1 and image.min() >= 0 and image.max() == 1
     energy = image[0].mean(dim=1)
     assert energy[-8:].mean() > energy[:8].mean()  # a 200 Hz tone lights up the bottom rows
+
+
+def test_torch_threads_leaves_one_core_per_loader_worker(monkeypatch):
+    from types import SimpleNamespace
+
+    from taae.training.callbacks import TorchThreads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert [TorchThreads().resolve(w) for w in (0, 1, 3, 8)] == [4, 3, 1, 1]
+    assert TorchThreads(2).resolve(3) == 2
+    before = torch.get_num_threads()
+    try:
+        TorchThreads().setup(SimpleNamespace(datamodule=SimpleNamespace(num_workers=1)), None, "fit")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -1, 1.5, True, "many"):
+        with pytest.raises(ValueError, match="num_threads"):
+            TorchThreads(bad)
