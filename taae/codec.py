@@ -48,6 +48,7 @@ from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_fra
 from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
 from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec
+from taae.models.interface import SupportsUserPresets, check_codec_model
 from taae.tokens import TokenFile
 
 TARGET_LUFS = -20.0
@@ -71,7 +72,7 @@ class Codec:
     """A codec model ready for inference: eval mode, no gradients, one pre-processing path, chunked long inputs.
 
     Args:
-        model: a codec model with the interface of ``taae.models.base`` (TAAE or RVQGAN).
+        model: a :class:`taae.models.interface.CodecModel` (TAAE or RVQGAN); anything else is a ``TypeError``.
         device: where the model runs ("cpu" by default; "cuda" raises if CUDA is unavailable).
         chunk_seconds: inputs longer than this run in chunks (None: always whole).
         overlap_frames: latent frames of context on each side of a chunk (see :data:`DEFAULT_OVERLAP_FRAMES`).
@@ -93,6 +94,7 @@ class Codec:
             raise ValueError(f"chunk_seconds must be > 0 or None, got {chunk_seconds}")
         if overlap_frames < 0:
             raise ValueError(f"overlap_frames must be >= 0, got {overlap_frames}")
+        check_codec_model(model, "Codec(model)")
         self.device = _device(device)
         self.model = model.to(self.device).eval()
         self.chunk_seconds = chunk_seconds
@@ -201,7 +203,7 @@ class Codec:
             return aliases[name]
         if name in presets:
             return name
-        if _STAGES.fullmatch(name) and hasattr(self.model, "add_preset"):
+        if _STAGES.fullmatch(name) and isinstance(self.model, SupportsUserPresets):
             self.add_preset(name, parse_stages(name))
             return name
         raise ValueError(f"unknown preset {name!r}; known presets: {list(presets)}, aliases: "
@@ -209,7 +211,7 @@ class Codec:
 
     def add_preset(self, name: str, stages, allow_lossy: bool = False) -> TokenSpec:
         """Register post-hoc residual FSQ stages ``[(levels, scale), …]`` (or a :func:`parse_stages` string)."""
-        if not hasattr(self.model, "add_preset"):
+        if not isinstance(self.model, SupportsUserPresets):
             raise ValueError(f"{type(self.model).__name__} has no user presets; known: {list(self.presets())}")
         if isinstance(stages, str):
             stages = parse_stages(stages)

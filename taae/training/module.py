@@ -44,6 +44,7 @@ from taae.losses import (
     generator_adversarial_loss,
 )
 from taae.models import model_spec
+from taae.models.interface import check_codec_model
 from taae.safety import load_checkpoint, make_checkpoint_safe
 from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
@@ -58,7 +59,7 @@ class CodecModule(L.LightningModule):
     """Train a codec model with spectral, adversarial, feature-matching and optional perceptual losses.
 
     Args:
-        generator: any codec model with the interface of ``taae.models.base`` (TAAE, RVQGAN).
+        generator: a :class:`taae.models.interface.CodecModel` (TAAE, RVQGAN); anything else is a ``TypeError``.
         discriminator: a module returning ``list[list[Tensor]]`` (features, logits last), or None for a
             purely spectral run.
         mel_loss, stft_loss, waveform_loss, perceptual_loss: loss modules ``loss(pred, target)``; a term with
@@ -119,6 +120,7 @@ class CodecModule(L.LightningModule):
         max_consecutive_skips: int = DEFAULT_MAX_CONSECUTIVE_SKIPS,
     ):
         super().__init__()
+        check_codec_model(generator, "model.generator")
         self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "waveform_loss",
                                           "perceptual_loss", "balancer"])
         self.automatic_optimization = False
