@@ -214,7 +214,7 @@ def test_config_errors_name_the_key(tmp_path, messy):
 
 
 def test_lightning_resume_mid_epoch_is_exact(tmp_path, messy):
-    lightning = pytest.importorskip("lightning")
+    import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     add_extra(messy, 3)
@@ -245,7 +245,7 @@ def test_lightning_resume_mid_epoch_is_exact(tmp_path, messy):
 
 @pytest.mark.parametrize("name", ["demo.yaml", "folder.yaml"])
 def test_shipped_data_configs_parse_and_instantiate(name, messy):
-    jsonargparse = pytest.importorskip("jsonargparse")
+    import jsonargparse
     import lightning
 
     parser = jsonargparse.ArgumentParser()
