@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 TOKEN_SUFFIXES = (".npz",)
 
 
@@ -99,6 +98,8 @@ def _codec(args, use_ema: bool = True):
 
 
 def cmd_encode(args) -> int:
+    from taae.audio import AUDIO_SUFFIXES
+
     codec = _codec(args)
     jobs = find_jobs(args.input, args.output, AUDIO_SUFFIXES, TOKEN_SUFFIXES)
     return run_jobs(jobs, lambda src, out: codec.encode_file(src, args.preset, not args.no_normalize).save(out),

@@ -56,6 +56,13 @@ class AudioError(ValueError):
     """A file or waveform that cannot be used as audio; the message names the source and the problem."""
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+"""What a folder search treats as audio (training data, ``taae encode``, evaluation): formats libsndfile reads."""
+TARGET_LUFS = -20.0
+"""Loudness (BS.1770) of every codec input and the centre of the training data's levels: stable-codec's data loader
+normalises utterances to −20 ± 5 LUFS (its ``VolumeNorm``), so the codec is used at the level it was trained at."""
+
+
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     """Read an audio file.
 
@@ -218,7 +225,7 @@ def preprocess(
     wav: Tensor,
     sample_rate: int,
     target_sample_rate: int,
-    target_lufs: float | None = -20.0,
+    target_lufs: float | None = TARGET_LUFS,
     source: str | None = None,
 ) -> Tensor:
     """The single pre-processing path for files and tensors: mono, resample, loudness.
@@ -279,7 +286,8 @@ def preprocess_with_gain(
     return wav * gain, 20.0 * math.log10(gain)
 
 
-def load_and_preprocess(path: str | os.PathLike, target_sample_rate: int, target_lufs: float | None = -20.0) -> Tensor:
+def load_and_preprocess(path: str | os.PathLike, target_sample_rate: int,
+                        target_lufs: float | None = TARGET_LUFS) -> Tensor:
     """:func:`load_audio` then :func:`preprocess`: a (1, T') float32 waveform at ``target_sample_rate``."""
     wav, sample_rate = load_audio(path)
     return preprocess(wav, sample_rate, target_sample_rate, target_lufs, source=str(path))

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taae import audio
+from taae.audio import TARGET_LUFS
 from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
 from taae.export import (
     CONFIG_NAME,
@@ -45,15 +46,11 @@ from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers i
 from taae.export import EXPORT_VERSION as EXPORT_VERSION
 from taae.inference import InferenceOptions, prepare
 from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_frames
+from taae.models.interface import SupportsUserPresets, check_codec_model
 from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
 from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec
-from taae.models.interface import SupportsUserPresets, check_codec_model
 from taae.tokens import TokenFile
-
-TARGET_LUFS = -20.0
-"""Loudness every input is normalised to (spec §8, the training data's level)."""
-
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import lightning
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from taae.audio import TARGET_LUFS
 from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, scan
 
 
@@ -57,7 +58,7 @@ class AudioDataModule(lightning.LightningDataModule):
         batch_size: int = 8,
         val_batch_size: int | None = None,
         num_workers: int = 0,
-        loudness_target: float | None = -20.0,
+        loudness_target: float | None = TARGET_LUFS,
         loudness_range: float = 5.0,
         phase_inversion_prob: float = 0.5,
         max_val_items: int | None = 64,

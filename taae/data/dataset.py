@@ -25,9 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from taae.audio import AudioError, normalize_loudness, preprocess
+from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS, AudioError, normalize_loudness, preprocess
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 PROBE_FRAMES = 1024
 """Frames read at the start and the end of each file at setup: catches truncated data without a full decode."""
 RESAMPLE_MARGIN = 64
@@ -126,7 +125,7 @@ def scan(source: str | Path, key: str) -> tuple[list[AudioFile], list[tuple[str,
             stacklevel=2,
         )
     if not files:
-        raise ValueError(f"{key}={source}: no usable audio files (.wav/.flac/.ogg) found")
+        raise ValueError(f"{key}={source}: no usable audio files ({'/'.join(AUDIO_SUFFIXES)}) found")
     return files, skipped
 
 
@@ -142,7 +141,7 @@ class ItemMaker:
     sample_rate: int
     segment_length: int | None
     mode: str = "train"
-    loudness_target: float | None = -20.0
+    loudness_target: float | None = TARGET_LUFS
     loudness_range: float = 0.0
     phase_inversion_prob: float = 0.0
 
@@ -222,7 +221,7 @@ class AudioDataset(Dataset):
         sample_rate: int,
         segment_length: int | None,
         mode: str = "train",
-        loudness_target: float | None = -20.0,
+        loudness_target: float | None = TARGET_LUFS,
         loudness_range: float = 0.0,
         phase_inversion_prob: float = 0.0,
         seed: int = 0,

@@ -1,8 +1,8 @@
 """Evaluation inputs (spec §10): which audio files a run covers, and each reference as every system sees it.
 
-Data is a folder (searched recursively for .wav/.flac) or a manifest: .txt with one path per line, .tsv/.csv
-with a path column, .jsonl with a path key. Each reference is loaded and preprocessed exactly as the codec
-preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS, spec §8); that
+Data is a folder (searched recursively for ``taae.audio.AUDIO_SUFFIXES``) or a manifest: .txt with one path per
+line, .tsv/.csv with a path column, .jsonl with a path key. Each reference is loaded and preprocessed exactly as
+the codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS, spec §8); that
 preprocessed signal is both what every system codes and what its output is scored against.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS
+
 MANIFEST_PATH_KEYS = ("path", "audio_filepath", "audio", "file", "filename")
-TARGET_LUFS = -20.0  # the codec's own preprocessing (spec §8)
 
 
 def _manifest_paths(manifest: Path) -> list[Path]:
