@@ -1,11 +1,9 @@
 """Evaluation: objective metrics, reference codecs, reports and the ``evaluate.py`` driver (spec §10)."""
 
 from taae.eval.metrics import (
-    EntropyStats,
     FileMetrics,
     Stopwatch,
     compute_metrics,
-    entropy_bitrate,
     mel_distance,
     pesq_score,
     real_time_factor,
@@ -25,6 +23,7 @@ from taae.eval.references import (
     available_references,
 )
 from taae.eval.report import EvalReport, FileResult, MetricSummary, SystemSummary, summarize, write_report
+from taae.eval.token_stats import EntropyStats, entropy_bitrate
 
 __all__ = [
     "AddNoise", "Codec2", "CodecSystem", "EntropyStats", "EvalReport", "FileMetrics", "FileResult", "Identity",

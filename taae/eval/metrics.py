@@ -1,5 +1,5 @@
 """Objective metrics for codec evaluation (spec §10): SI-SDR, mel and STFT distances, PESQ, STOI, DNSMOS,
-and real-time factor. Token entropy and bitrate live in ``taae.eval.token_stats`` and are re-exported here.
+and real-time factor. Token entropy and bitrate live in ``taae.eval.token_stats``.
 
 Shape legend: T samples.
 
@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-
-from taae.eval.token_stats import EntropyStats as EntropyStats  # re-exported: report.py and callers
-from taae.eval.token_stats import entropy_bitrate as entropy_bitrate
 
 METRICS = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi", "mos")
 """Every per-file metric key, in report column order."""

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taae.atomic import write_many, write_text
-from taae.eval.metrics import HIGHER_IS_BETTER, METRICS, EntropyStats
+from taae.eval.metrics import HIGHER_IS_BETTER, METRICS
+from taae.eval.token_stats import EntropyStats
 
 COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
                  "stoi": "STOI", "mos": "DNSMOS"}

@@ -6,7 +6,6 @@ import torch
 
 from taae.eval.metrics import (
     compute_metrics,
-    entropy_bitrate,
     optional_metrics_status,
     pesq_score,
     real_time_factor,
@@ -14,6 +13,7 @@ from taae.eval.metrics import (
     stoi_score,
 )
 from taae.eval.references import AddNoise
+from taae.eval.token_stats import entropy_bitrate
 from taae.models.base import TokenSpec
 
 needs_pesq = pytest.mark.skipif(importlib.util.find_spec("pesq") is None, reason="pesq not installed")
