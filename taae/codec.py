@@ -42,8 +42,6 @@ from taae.export import (
     weights_hash,
     write_export,
 )
-from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers import these from taae.codec
-from taae.export import EXPORT_VERSION as EXPORT_VERSION
 from taae.inference import InferenceOptions, prepare
 from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_frames
 from taae.models.interface import SupportsUserPresets, check_codec_model

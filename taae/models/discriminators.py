@@ -30,7 +30,6 @@ from taae.models.dac_discriminators import MultiBandDiscriminator as MultiBandDi
 from taae.models.dac_discriminators import MultiPeriodDiscriminator as MultiPeriodDiscriminator
 from taae.models.dac_discriminators import PeriodDiscriminator as PeriodDiscriminator
 from taae.models.discriminator_base import _check_wav, _Discriminator, _wn_conv2d
-from taae.models.discriminator_base import normalize_audio as normalize_audio
 
 GOLDEN_RATIO = (1 + math.sqrt(5)) / 2
 

@@ -33,8 +33,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from taae.nn.chunked_attention import CHUNKED_GROUP_BYTES as CHUNKED_GROUP_BYTES  # re-exported: tuned from here
-from taae.nn.chunked_attention import MIN_CHUNK_SIZE as MIN_CHUNK_SIZE
 from taae.nn.chunked_attention import _default_chunk_size, chunked_attention
 from taae.nn.fused_attention import _FLEX_ERRORS, _FLEX_OK, _flash, _flash_importable, _flex, _flex_compiles
 
