@@ -43,8 +43,9 @@ from taae.export import (
     write_export,
 )
 from taae.inference import InferenceOptions, prepare
-from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_frames
+from taae.models.base import CODEC_METHODS, count_parameters, num_frames
 from taae.models.interface import SupportsUserPresets, check_codec_model
+from taae.quantizers.token_spec import TokenSpec
 from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
 from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from taae.atomic import atomic_write
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 FORMAT = "taae-tokens"
 FORMAT_VERSION = 2

@@ -10,7 +10,7 @@ from torch import nn
 from taae.__main__ import main
 from taae.audio import AudioError, load_audio, loudness, save_audio
 from taae.codec import Codec
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 from taae.tokens import TokenFile
 from tests.conftest import demo_speech
 from tests.test_codec import tiny_model, write_checkpoint

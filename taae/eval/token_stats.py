@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 
 @dataclass

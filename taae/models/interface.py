@@ -13,7 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from taae.models.base import GeneratorOutput, TokenSpec
+from taae.models.base import GeneratorOutput
+from taae.quantizers.token_spec import TokenSpec
 
 __all__ = ["CodecModel", "SupportsUserPresets", "check_codec_model", "protocol_members"]
 

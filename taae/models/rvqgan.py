@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.models.base import GeneratorOutput, count_parameters, pad_to_multiple
 from taae.models.flops import ComputeAccounting, FlopCount, rvqgan_flops
 from taae.nn.conv import DownsampleConv, ResidualUnit, Snake1d, UpsampleConv, WNConv1d
 from taae.quantizers.rvq import ResidualVectorQuantizer
+from taae.quantizers.token_spec import TokenSpec
 
 DILATIONS = (1, 3, 9)  # dac.md §3.1: every encoder/decoder block holds three residual units
 

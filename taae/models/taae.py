@@ -25,13 +25,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.models.base import GeneratorOutput, count_parameters, pad_to_multiple
 from taae.models.flops import ComputeAccounting, FlopCount, taae_flops
 from taae.nn.causal_conv import conv_layers
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
 from taae.quantizers.residual_fsq import PostHocResidualFSQ
+from taae.quantizers.token_spec import TokenSpec
 
 
 @dataclass

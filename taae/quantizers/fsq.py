@@ -26,7 +26,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 
 def as_levels(name: str, levels: Sequence[int]) -> tuple[int, ...]:

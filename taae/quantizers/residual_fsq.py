@@ -29,8 +29,8 @@ import torch
 from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
-from taae.models.base import TokenSpec
 from taae.quantizers.fsq import as_levels, grid_digits, grid_values
+from taae.quantizers.token_spec import TokenSpec
 
 # Official stable-codec presets, stages as (levels per dimension, scale) (§7 table).
 PRESETS: dict[str, list[tuple[list[int], float]]] = {

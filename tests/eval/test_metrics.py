@@ -14,7 +14,7 @@ from taae.eval.metrics import (
 )
 from taae.eval.references import AddNoise
 from taae.eval.token_stats import entropy_bitrate
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 needs_pesq = pytest.mark.skipif(importlib.util.find_spec("pesq") is None, reason="pesq not installed")
 needs_stoi = pytest.mark.skipif(importlib.util.find_spec("pystoi") is None, reason="pystoi not installed")
