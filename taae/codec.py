@@ -45,6 +45,7 @@ from taae.export import (
 from taae.inference import InferenceOptions, prepare
 from taae.models.base import CODEC_METHODS, count_parameters, num_frames
 from taae.models.interface import SupportsUserPresets, check_codec_model
+from taae.quantizers.residual_fsq import PRESET_ALIASES
 from taae.quantizers.token_spec import TokenSpec
 from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
@@ -181,15 +182,11 @@ class Codec:
         return self.model.presets()
 
     def aliases(self) -> dict[str, str]:
-        """Short names: ``700bps`` for ``2x15625_700bps`` (the part after the last ``_``, when unique and not a
-        different preset). Token files record the full name."""
+        """Short names of this model's presets, ``700bps`` for ``2x15625_700bps``: the entries of
+        :data:`taae.quantizers.residual_fsq.PRESET_ALIASES` whose preset the model has. Token files record the full
+        name."""
         presets = self.presets()
-        tails: dict[str, list[str]] = {}
-        for name in presets:
-            if "_" in name:
-                tails.setdefault(name.rsplit("_", 1)[1], []).append(name)
-        return {tail: names[0] for tail, names in tails.items() if len(names) == 1
-                and (tail not in presets or presets[tail].vocab_sizes == presets[names[0]].vocab_sizes)}
+        return {alias: name for alias, name in PRESET_ALIASES.items() if name in presets}
 
     def resolve_preset(self, preset: str | None) -> str:
         """The model's full name for ``preset``: a preset name, an alias, or stages such as ``"5x5:1,0.25"``."""
