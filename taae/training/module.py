@@ -51,6 +51,10 @@ from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
 from taae.training.guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, SkipGuard, checkpoint_paths
 
+DEFAULT_ADAMW = {"lr": 1e-4, "betas": (0.8, 0.99)}
+"""The optimiser of a config that names none: DAC's AdamW (descript-audio-codec ``conf/base.yml``). The optimisers
+are experiment choices, so every shipped recipe sets ``optimizer_g`` and ``optimizer_d`` in its YAML
+(``tests/test_config_choices.py``); this default only keeps a hand-built module usable."""
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
 """DAC's λ for the shared terms (spec/dac.md §6.6); model-specific terms (vq/…) come from the config."""
 
@@ -79,7 +83,7 @@ class CodecModule(L.LightningModule):
             on; the discriminator trains from the start (official "adv" warm-up mode).
         discriminator_start_steps: generator steps before the discriminator is even run: a pure
             reconstruction phase that costs no discriminator compute (useful on CPUs; 0 = from the start).
-        optimizer_g, optimizer_d: optimiser factories; None = AdamW(lr 1e-4, betas (0.8, 0.99)) (DAC §7).
+        optimizer_g, optimizer_d: optimiser factories; None = ``DEFAULT_ADAMW`` (DAC's AdamW). Recipes set them.
         scheduler_g, scheduler_d: LR scheduler factories stepped once per batch, or None.
         grad_clip_g, grad_clip_d: max gradient norms (DAC: 1000 and 10); None disables clipping.
         ema_decay: EMA of the generator (β, e.g. 0.9999), or None. Validation and export use it when on.
@@ -200,7 +204,7 @@ class CodecModule(L.LightningModule):
 
     def configure_optimizers(self):
         def adamw(params):
-            return torch.optim.AdamW(params, lr=1e-4, betas=(0.8, 0.99))
+            return torch.optim.AdamW(params, **DEFAULT_ADAMW)
 
         opt_g = (self.optimizer_g or adamw)(self.generator.parameters())
         # Without a discriminator, D's optimiser holds one unused scalar so that both step counts stay aligned.
