@@ -96,8 +96,8 @@ def test_manifests_resolve_relative_paths(messy):
     dm = make(messy / "list.tsv", val=None, batch_size=1)
     dm.setup("fit")
     assert [f.path for f in dm.datasets["train"].files] == [str(p) for p in expected]
-    (messy / "bad.tsv").write_text("file\na.wav\n")
-    with pytest.raises(ValueError, match="bad.tsv.*'path'"):
+    (messy / "bad.tsv").write_text("wav\na.wav\n")
+    with pytest.raises(ValueError, match="bad.tsv has no path column.*'audio_filepath'"):
         find_audio_files(messy / "bad.tsv")
 
 
