@@ -251,7 +251,7 @@ def preprocess_with_gain(
     wav: Tensor,
     sample_rate: int,
     target_sample_rate: int,
-    target_lufs: float | None = -20.0,
+    target_lufs: float | None = TARGET_LUFS,
     source: str | None = None,
     refuse_beyond_unit: bool = False,
 ) -> tuple[Tensor, float]:

@@ -22,7 +22,10 @@ class PassThrough(nn.Module):
     """A lossless stand-in codec (16-bit PCM as tokens, one frame per sample): whatever level the decoded audio
     has comes from the Codec's own pre- and post-processing, which is what these tests measure."""
 
-    sample_rate, hop_length, frame_rate, loss_terms = 16000, 1, 16000.0, ()
+    sample_rate, hop_length, frame_rate, loss_terms, config = 16000, 1, 16000.0, (), None
+
+    def num_parameters(self):
+        return 0
 
     def presets(self):
         return {"native": TokenSpec("native", (65536,), self.frame_rate)}

@@ -25,6 +25,8 @@ class CodecModel(Protocol):
 
     config: Any
     """The dataclass the model is built from; checkpoints and exports store it to rebuild the model."""
+    loss_terms: tuple[str, ...]
+    """Names of the auxiliary losses ``forward`` returns (``vq/commitment``); training refuses weights for others."""
 
     @property
     def sample_rate(self) -> int:

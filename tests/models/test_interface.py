@@ -51,6 +51,7 @@ def test_each_family_keeps_the_contract(family):
     wav = torch.randn(2, 1, 3 * model.hop_length - 7) * 0.1
     out = model(wav)
     assert isinstance(out, GeneratorOutput) and out.audio.shape == wav.shape
+    assert set(out.losses) == set(model.loss_terms)  # declared = produced
     presets = model.presets()
     assert "native" in presets
     for name, spec in presets.items():
@@ -73,7 +74,7 @@ def test_a_module_that_is_not_a_codec_is_refused_naming_what_it_lacks():
 
 
 def test_protocol_members_lists_what_the_protocol_declares():
-    assert protocol_members(CodecModel) == ["config", "sample_rate", "hop_length", "frame_rate", "forward",
+    assert protocol_members(CodecModel) == ["config", "loss_terms", "sample_rate", "hop_length", "frame_rate", "forward",
                                             "encode", "decode", "presets", "num_parameters"]
     assert protocol_members(SupportsUserPresets) == ["add_preset"]
 
