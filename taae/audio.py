@@ -1,4 +1,4 @@
-"""Audio I/O and the one pre-processing path every waveform takes: mono, resample, loudness (spec §8, §15.6).
+"""Audio I/O and the one pre-processing path every waveform takes: mono, resample, loudness (§1, §9 item 6).
 
 Shape legend: C channels, T samples.
 
@@ -16,6 +16,8 @@ Nothing changes the signal silently:
   present and expected; libsndfile would silently return the readable part.
 - The **gain** applied by normalisation is returned by :func:`preprocess_with_gain`, so that a token file can
   record it and decoding can give the audio back at the level it came in.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ def loudness_gain(
 def normalize_loudness(
     wav: Tensor, sample_rate: int, target_lufs: float, peak: float = 0.95, silence_power: float = 1e-6
 ) -> Tensor:
-    """Scale a clip to a target loudness (the official VolumeNorm, spec §8).
+    """Scale a clip to a target loudness (the official VolumeNorm, §1).
 
     Args:
         wav: (C, T) or (T,) waveform.

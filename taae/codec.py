@@ -6,15 +6,17 @@ Shape legend: B batch, C channels, T samples, K tokens per frame, S latent frame
         ─pad to S·hop→ model.encode (chunked) ─→ tokens (1, K, S) int64 ─→ TokenFile (.npz, records g)
     tokens ─model.decode (chunked)→ (1, S·hop) ─crop→ (1, T') ─× 10^(−g/20)→ the input's level
 
-Files and tensors take the same pre-processing (the official API skips it for tensors, spec §15 item 6).
-Checkpoints load strictly and report every missing, unexpected or mis-shaped key (§15 item 8). Long inputs are
+Files and tensors take the same pre-processing (the official API skips it for tensors, §9 item 6).
+Checkpoints load strictly and report every missing, unexpected or mis-shaped key (§9 item 8). Long inputs are
 processed in overlapping chunks with bounded memory; see :func:`taae.chunking.chunked` for why this is approximate
-(§15 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
+(§9 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
 :mod:`taae.export`.
 
 Loading runs no code from the file: a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``
 (``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from allow-listed classes only
 (:mod:`taae.safety`). An export (``config.json`` + ``model.safetensors``) never unpickles.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The token file: one encoded utterance on disk, as a versioned ``.npz`` (DESIGN.md "tokens on disk").
+"""The token file: one encoded utterance on disk, as a versioned ``.npz`` (docs/architecture.md, section 2).
 
 Shape legend: K tokens per frame (stages or codebooks), S latent frames.
 

@@ -1,4 +1,4 @@
-"""Audio data for codec training: a folder or manifest, random crops, loudness jitter, exact resume (spec §8).
+"""Audio data for codec training: a folder or manifest, random crops, loudness jitter, exact resume (§1).
 
 Shape legend: B batch, T samples (``segment_length``).
 
@@ -9,6 +9,8 @@ item's crop, loudness target and phase flip from ``(seed, epoch, index)``. A bat
 the batches an uninterrupted run would (:class:`EpochSampler` skips the consumed ones).
 
 Multi-GPU: the sampler shards by rank itself; run the Trainer with ``use_distributed_sampler=False``.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

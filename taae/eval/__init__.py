@@ -1,4 +1,7 @@
-"""Evaluation: objective metrics, reference codecs, reports and the ``evaluate.py`` driver (spec §10)."""
+"""Evaluation: objective metrics, reference codecs, reports and the ``evaluate.py`` driver (§8).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from taae.eval.metrics import (
     FileMetrics,

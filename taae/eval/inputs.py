@@ -1,9 +1,11 @@
-"""Evaluation inputs (spec §10): which audio files a run covers, and each reference as every system sees it.
+"""Evaluation inputs (§8): which audio files a run covers, and each reference as every system sees it.
 
 Data is a folder (searched recursively for ``taae.audio.AUDIO_SUFFIXES``) or a manifest: .txt with one path per
 line, .tsv/.csv with a path column, .jsonl with a path key. Each reference is loaded and preprocessed exactly as
-the codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS, spec §8); that
+the codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS, §1); that
 preprocessed signal is both what every system codes and what its output is scored against.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The evaluation driver behind ``evaluate.py``: data → systems → metrics (process pool) → report.
 
-Protocol (spec §10, written into every report): each reference file is loaded and preprocessed exactly as the
+Protocol (§8, written into every report): each reference file is loaded and preprocessed exactly as the
 codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS); that
 preprocessed signal is both what every system codes and what its output is scored against. Codec outputs are
 compared at exactly the input length: a length mismatch is an error for that file, never trimmed silently
@@ -10,6 +10,8 @@ Model inference runs in the main process; reference codecs and the CPU-bound met
 DNSMOS) run in a pool of worker processes (``scoring.py``). A file that fails (unreadable, a system error, a
 metric error) is reported and counted, never fatal. File listing and reference loading live in ``inputs.py``;
 this module holds the run's configuration, the loop that feeds the pool, the report's settings and the CLI.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

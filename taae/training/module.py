@@ -2,8 +2,8 @@
 
 Shape legend: B batch, T samples.
 
-Each batch, in this order (DAC's order, §6.7 of spec/dac.md; the official TAAE code alternates G and D batches,
-which halves what each one sees, spec/taae.md §15.12):
+Each batch, in this order (DAC's order, §7; the official TAAE code alternates G and D batches,
+which halves what each one sees, §9 item 12):
   1. generator forward (train mode: FSQ dither / quantizer dropout);
   2. discriminator step on the real batch and the detached reconstruction, clipped to ``grad_clip_d``;
   3. generator step on reconstruction + adversarial + feature-matching (+ perceptual) terms, against the
@@ -17,6 +17,8 @@ is a skip on every rank (``taae.training.distributed``).
 Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch (a gradient-free
 D step while the discriminator is off), so ``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator
 steps).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ DEFAULT_ADAMW = {"lr": 1e-4, "betas": (0.8, 0.99)}
 are experiment choices, so every shipped recipe sets ``optimizer_g`` and ``optimizer_d`` in its YAML
 (``tests/test_config_choices.py``); this default only keeps a hand-built module usable."""
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
-"""DAC's λ for the shared terms (spec/dac.md §6.6); model-specific terms (vq/…) come from the config."""
+"""DAC's λ for the shared terms (§7); model-specific terms (vq/…) come from the config."""
 
 
 class CodecModule(L.LightningModule):
@@ -78,7 +80,7 @@ class CodecModule(L.LightningModule):
             (``vq/…``) never pass through it. Both log ``train/share/<term>`` and ``train/weight/<term>``.
         adversarial_loss: ``hinge`` (TAAE code default) or ``lsgan`` (DAC).
         feature_matching_normalized: TAAE's normalised L1 (True) or DAC's plain sum (False).
-        waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§9.1: "decaying").
+        waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§6: "decaying").
         adversarial_warmup_steps: generator steps before the adversarial and feature-matching terms switch
             on; the discriminator trains from the start (official "adv" warm-up mode).
         discriminator_start_steps: generator steps before the discriminator is even run: a pure

@@ -1,4 +1,7 @@
-"""RVQGAN: DAC's 16 kHz size, exact lengths (odd-stride fix), presets/bitrates, codec interface and the YAML configs."""
+"""RVQGAN: DAC's 16 kHz size, exact lengths (odd-stride fix), presets/bitrates, codec interface and the YAML configs.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ def test_odd_stride_transposed_conv_is_fixed():
     # (L−1)s − 2·3 + 10 = 5L − 1.
     unfixed = nn.ConvTranspose1d(8, 4, kernel_size=10, stride=5, padding=3)
     assert unfixed(x).shape[-1] == 5 * frames - 1
-    # Whole 16 kHz decoder: 6400 samples for 20 frames (DAC's returns 6392, dac.md §3.4).
+    # Whole 16 kHz decoder: 6400 samples for 20 frames (DAC's returns 6392, §7).
     decoder = RVQGAN(RVQGANConfig(**TINY)).decoder
     assert decoder(torch.randn(1, 64, frames)).shape[-1] == 6400
 
@@ -144,7 +147,7 @@ def test_init_quirk_zero_conv_bias_default_weights(model):
     convs = [m for m in model.modules() if isinstance(m, nn.Conv1d)]
     assert convs and all(torch.count_nonzero(m.bias) == 0 for m in convs)
     transposed = [m for m in model.modules() if isinstance(m, nn.ConvTranspose1d)]
-    assert transposed and all(torch.count_nonzero(m.bias) > 0 for m in transposed)  # not an nn.Conv1d (dac.md §2.2)
+    assert transposed and all(torch.count_nonzero(m.bias) > 0 for m in transposed)  # not an nn.Conv1d (§7)
 
 
 @pytest.mark.parametrize("key, kwargs", [

@@ -155,7 +155,7 @@ def test_identity_stride1_is_the_official_layout_and_validated():
         TAAEConfig(token_rule="sc")
 
 
-# -- the causal variant (spec §12) -------------------------------------------------------------------------------
+# -- the causal variant (docs/decisions.md §9 item 13) ---------------------------------------------------------------
 
 def causal_tiny(**kwargs) -> TAAE:
     values = dict(patch_size=16, stem_width=32, widths=(32, 32), strides=(1, 2), depths=(1, 1), head_dim=16,

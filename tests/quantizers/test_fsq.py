@@ -1,4 +1,7 @@
-"""FSQ: grid, exact int64 index math over all 17^6 codes, §6.2 dither mix, gradients, dtypes, vqp parity."""
+"""FSQ: grid, exact int64 index math over all 17^6 codes, §3 dither mix, gradients, dtypes, vqp parity.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from __future__ import annotations
 
