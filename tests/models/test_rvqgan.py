@@ -191,12 +191,19 @@ def _parser():
 
 
 def _load(name: str) -> dict:
-    return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    """A config as train.py sees it: tiny alone, every bitrate file composed on recipe.yaml (left to right)."""
+    from taae.models import _merge
+
+    stack = [] if name in ("tiny", "recipe", "quickstart") else ["recipe"]
+    config: dict = {}
+    for part in [*stack, name]:
+        config = _merge(config, yaml.safe_load((CONFIGS / f"{part}.yaml").read_text()) or {})
+    return config
 
 
 def test_every_config_is_listed():
     models = {p.stem for p in CONFIGS.glob("*.yaml") if "model" in (yaml.safe_load(p.read_text()) or {})}
-    assert models == set(NATIVE_BPS)
+    assert models == {*NATIVE_BPS, "recipe"}
 
 
 def test_the_quickstart_overlays_tiny_with_run_settings_only():
