@@ -1,4 +1,4 @@
-"""Real-time factor of ``Codec.encode`` / ``Codec.decode`` on CPU (spec App. A.9: RTF stays competitive).
+"""Real-time factor of ``Codec.encode`` / ``Codec.decode`` on CPU (arXiv 2411.19842 App. A.9: RTF stays competitive).
 
 RTF = compute seconds / audio seconds (lower is faster; 0.01 = 100x faster than real time). Encode includes the
 pre-processing (mono, resample, loudness), as a user pays it. Median over ``--reps`` after one warm-up call.

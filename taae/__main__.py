@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 TOKEN_SUFFIXES = (".npz",)
 
 
@@ -99,6 +98,8 @@ def _codec(args, use_ema: bool = True):
 
 
 def cmd_encode(args) -> int:
+    from taae.audio import AUDIO_SUFFIXES
+
     codec = _codec(args)
     jobs = find_jobs(args.input, args.output, AUDIO_SUFFIXES, TOKEN_SUFFIXES)
     return run_jobs(jobs, lambda src, out: codec.encode_file(src, args.preset, not args.no_normalize).save(out),
@@ -169,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("output", help="output file (single input) or folder (mirrors the input tree)")
         p.add_argument("--chunk-seconds", type=float, help="process longer inputs in chunks (0: never chunk)")
         p.add_argument("--overlap-frames", type=int, help="latent frames of context on each side of a chunk")
-        p.add_argument("--threads", default="auto", type=_threads, help="CPU threads: auto (measured, holds up on a busy "
-                       "machine), torch (its default) or a count; a fixed count gives bit-reproducible tokens")
+        p.add_argument("--threads", default="auto", type=_threads,
+                       help="CPU threads: auto (measured, holds up on a busy machine), torch (its default) or a count; "
+                       "a fixed count gives bit-reproducible tokens")
         p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "bf16"],
                        help="fp32 (default); int8 (AVX2 and up) and bf16 (CPUs with AMX or AVX512-BF16) trade "
                        "accuracy for CPU speed (see taae.inference)")

@@ -1,4 +1,4 @@
-"""Audio I/O and the one pre-processing path every waveform takes: mono, resample, loudness (spec §8, §15.6).
+"""Audio I/O and the one pre-processing path every waveform takes: mono, resample, loudness (§1, §9 item 6).
 
 Shape legend: C channels, T samples.
 
@@ -16,6 +16,8 @@ Nothing changes the signal silently:
   present and expected; libsndfile would silently return the readable part.
 - The **gain** applied by normalisation is returned by :func:`preprocess_with_gain`, so that a token file can
   record it and decoding can give the audio back at the level it came in.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ _BLOCK_ALIGN = re.compile(r"Block Align\s*:\s*(\d+)")
 
 class AudioError(ValueError):
     """A file or waveform that cannot be used as audio; the message names the source and the problem."""
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+"""What a folder search treats as audio (training data, ``taae encode``, evaluation): formats libsndfile reads."""
+TARGET_LUFS = -20.0
+"""Loudness (BS.1770) of every codec input and the centre of the training data's levels: stable-codec's data loader
+normalises utterances to −20 ± 5 LUFS (its ``VolumeNorm``), so the codec is used at the level it was trained at."""
 
 
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
@@ -198,7 +207,7 @@ def loudness_gain(
 def normalize_loudness(
     wav: Tensor, sample_rate: int, target_lufs: float, peak: float = 0.95, silence_power: float = 1e-6
 ) -> Tensor:
-    """Scale a clip to a target loudness (the official VolumeNorm, spec §8).
+    """Scale a clip to a target loudness (the official VolumeNorm, §1).
 
     Args:
         wav: (C, T) or (T,) waveform.
@@ -218,7 +227,7 @@ def preprocess(
     wav: Tensor,
     sample_rate: int,
     target_sample_rate: int,
-    target_lufs: float | None = -20.0,
+    target_lufs: float | None = TARGET_LUFS,
     source: str | None = None,
 ) -> Tensor:
     """The single pre-processing path for files and tensors: mono, resample, loudness.
@@ -244,7 +253,7 @@ def preprocess_with_gain(
     wav: Tensor,
     sample_rate: int,
     target_sample_rate: int,
-    target_lufs: float | None = -20.0,
+    target_lufs: float | None = TARGET_LUFS,
     source: str | None = None,
     refuse_beyond_unit: bool = False,
 ) -> tuple[Tensor, float]:
@@ -279,7 +288,8 @@ def preprocess_with_gain(
     return wav * gain, 20.0 * math.log10(gain)
 
 
-def load_and_preprocess(path: str | os.PathLike, target_sample_rate: int, target_lufs: float | None = -20.0) -> Tensor:
+def load_and_preprocess(path: str | os.PathLike, target_sample_rate: int,
+                        target_lufs: float | None = TARGET_LUFS) -> Tensor:
     """:func:`load_audio` then :func:`preprocess`: a (1, T') float32 waveform at ``target_sample_rate``."""
     wav, sample_rate = load_audio(path)
     return preprocess(wav, sample_rate, target_sample_rate, target_lufs, source=str(path))

@@ -2,9 +2,11 @@
 
 Holds :func:`chunked` and its defaults, used by :class:`taae.codec.Codec` for every encode and decode. With a
 practical overlap the stitched result is an approximation for TAAE, whose receptive field is far longer than any
-chunk (spec §15 item 13); :data:`DEFAULT_OVERLAP_FRAMES` records the measured seam error.
+chunk (§9 item 13); :data:`DEFAULT_OVERLAP_FRAMES` records the measured seam error.
 
 Shape legend: T samples, S latent frames; ``fn`` maps the last axis, every other axis passes through.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

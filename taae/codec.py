@@ -6,15 +6,17 @@ Shape legend: B batch, C channels, T samples, K tokens per frame, S latent frame
         ─pad to S·hop→ model.encode (chunked) ─→ tokens (1, K, S) int64 ─→ TokenFile (.npz, records g)
     tokens ─model.decode (chunked)→ (1, S·hop) ─crop→ (1, T') ─× 10^(−g/20)→ the input's level
 
-Files and tensors take the same pre-processing (the official API skips it for tensors, spec §15 item 6).
-Checkpoints load strictly and report every missing, unexpected or mis-shaped key (§15 item 8). Long inputs are
+Files and tensors take the same pre-processing (the official API skips it for tensors, §9 item 6).
+Checkpoints load strictly and report every missing, unexpected or mis-shaped key (§9 item 8). Long inputs are
 processed in overlapping chunks with bounded memory; see :func:`taae.chunking.chunked` for why this is approximate
-(§15 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
+(§9 item 13). Reading and writing weights (exports, Lightning checkpoints, the weights hash) is in
 :mod:`taae.export`.
 
 Loading runs no code from the file: a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``
 (``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from allow-listed classes only
 (:mod:`taae.safety`). An export (``config.json`` + ``model.safetensors``) never unpickles.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taae import audio
+from taae.audio import TARGET_LUFS
 from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
 from taae.export import (
     CONFIG_NAME,
@@ -41,18 +44,15 @@ from taae.export import (
     weights_hash,
     write_export,
 )
-from taae.export import EXPORT_FORMAT as EXPORT_FORMAT  # re-exported: callers import these from taae.codec
-from taae.export import EXPORT_VERSION as EXPORT_VERSION
 from taae.inference import InferenceOptions, prepare
-from taae.models.base import CODEC_METHODS, TokenSpec, count_parameters, num_frames
+from taae.models.base import CODEC_METHODS, count_parameters, num_frames
+from taae.models.interface import SupportsUserPresets, check_codec_model
+from taae.quantizers.residual_fsq import PRESET_ALIASES
+from taae.quantizers.token_spec import TokenSpec
 from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
 from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec
 from taae.tokens import TokenFile
-
-TARGET_LUFS = -20.0
-"""Loudness every input is normalised to (spec §8, the training data's level)."""
-
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 
@@ -71,7 +71,7 @@ class Codec:
     """A codec model ready for inference: eval mode, no gradients, one pre-processing path, chunked long inputs.
 
     Args:
-        model: a codec model with the interface of ``taae.models.base`` (TAAE or RVQGAN).
+        model: a :class:`taae.models.interface.CodecModel` (TAAE or RVQGAN); anything else is a ``TypeError``.
         device: where the model runs ("cpu" by default; "cuda" raises if CUDA is unavailable).
         chunk_seconds: inputs longer than this run in chunks (None: always whole).
         overlap_frames: latent frames of context on each side of a chunk (see :data:`DEFAULT_OVERLAP_FRAMES`).
@@ -93,6 +93,7 @@ class Codec:
             raise ValueError(f"chunk_seconds must be > 0 or None, got {chunk_seconds}")
         if overlap_frames < 0:
             raise ValueError(f"overlap_frames must be >= 0, got {overlap_frames}")
+        check_codec_model(model, "Codec(model)")
         self.device = _device(device)
         self.model = model.to(self.device).eval()
         self.chunk_seconds = chunk_seconds
@@ -183,15 +184,11 @@ class Codec:
         return self.model.presets()
 
     def aliases(self) -> dict[str, str]:
-        """Short names: ``700bps`` for ``2x15625_700bps`` (the part after the last ``_``, when unique and not a
-        different preset). Token files record the full name."""
+        """Short names of this model's presets, ``700bps`` for ``2x15625_700bps``: the entries of
+        :data:`taae.quantizers.residual_fsq.PRESET_ALIASES` whose preset the model has. Token files record the full
+        name."""
         presets = self.presets()
-        tails: dict[str, list[str]] = {}
-        for name in presets:
-            if "_" in name:
-                tails.setdefault(name.rsplit("_", 1)[1], []).append(name)
-        return {tail: names[0] for tail, names in tails.items() if len(names) == 1
-                and (tail not in presets or presets[tail].vocab_sizes == presets[names[0]].vocab_sizes)}
+        return {alias: name for alias, name in PRESET_ALIASES.items() if name in presets}
 
     def resolve_preset(self, preset: str | None) -> str:
         """The model's full name for ``preset``: a preset name, an alias, or stages such as ``"5x5:1,0.25"``."""
@@ -201,7 +198,7 @@ class Codec:
             return aliases[name]
         if name in presets:
             return name
-        if _STAGES.fullmatch(name) and hasattr(self.model, "add_preset"):
+        if _STAGES.fullmatch(name) and isinstance(self.model, SupportsUserPresets):
             self.add_preset(name, parse_stages(name))
             return name
         raise ValueError(f"unknown preset {name!r}; known presets: {list(presets)}, aliases: "
@@ -209,7 +206,7 @@ class Codec:
 
     def add_preset(self, name: str, stages, allow_lossy: bool = False) -> TokenSpec:
         """Register post-hoc residual FSQ stages ``[(levels, scale), …]`` (or a :func:`parse_stages` string)."""
-        if not hasattr(self.model, "add_preset"):
+        if not isinstance(self.model, SupportsUserPresets):
             raise ValueError(f"{type(self.model).__name__} has no user presets; known: {list(self.presets())}")
         if isinstance(stages, str):
             stages = parse_stages(stages)

@@ -287,7 +287,7 @@ def instantiate(spec: dict[str, Any], where: str = "config", requires: Iterable[
 
     Args:
         spec: the class spec (``dict_kwargs`` are merged into ``init_args``, as jsonargparse does).
-        where: where the spec came from (a file and key), for error messages.
+        where: where docs/decisions.md came from (a file and key), for error messages.
         requires: attributes the class must have (e.g. a codec model's ``encode``, ``decode``, ``presets``),
             checked before anything is built.
 

@@ -1,6 +1,8 @@
 """Post-hoc residual FSQ stages written as text (``5x5:1,0.25``): the parser behind presets given by name.
 
 Shape legend: none (strings and ``[(levels, scale), …]`` lists).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ def parse_stages(text: str) -> list[tuple[int, float]]:
     """Parse post-hoc residual FSQ stages written as ``LEVELSxLEVELS…[:SCALE,SCALE,…]``.
 
     Levels are per stage (the same on every latent dimension); scales default to the exact-nesting rule
-    s_0 = 1, s_{k+1} = s_k / (L_k − 1) (spec §7). Examples: ``"5x5:1,0.25"`` or ``"5x5"`` is the 700 bps preset,
+    s_0 = 1, s_{k+1} = s_k / (L_k − 1) (§4). Examples: ``"5x5:1,0.25"`` or ``"5x5"`` is the 700 bps preset,
     ``"3x3x3x3"`` the 1000 bps one, ``"6"`` the 400 bps one.
 
     Returns:

@@ -127,15 +127,17 @@ def stream_file(codec, source: str | os.PathLike, output: str | os.PathLike, chu
     ``tokens_path`` also writes the tokens as a :class:`taae.tokens.TokenFile` that ``taae decode`` reads.
     """
     wav, rate = audio.load_audio(source)
-    x = codec.preprocess(wav, rate, normalize, source=str(source))  # (1, T)
+    x, gain_db = codec.preprocess_with_gain(wav, rate, normalize, source=str(source))  # (1, T)
     chunk_frames = chunk_frames_for(chunk_ms, codec.hop_length, codec.sample_rate)
     name = codec.resolve_preset(preset)
     with codec.streaming(1, name) as session:
         report = stream_signal(session, x.to(codec.device), chunk_frames)
-    audio.save_audio(output, report.audio, codec.sample_rate, subtype)  # atomic (taae.atomic)
+    # Back at the input's level, as `taae decode` gives it (the gain applied before coding is undone).
+    level = 10.0 ** (-gain_db / 20.0)
+    audio.save_audio(output, report.audio * level, codec.sample_rate, subtype)  # atomic (taae.atomic)
     if tokens_path is not None:
         token_file = TokenFile(tokens=report.tokens, preset=name, sample_rate=codec.sample_rate,
                                num_samples=x.shape[-1], frame_rate=codec.frame_rate, model_hash=codec.model_hash,
-                               vocab_sizes=codec.presets()[name].vocab_sizes)
-        token_file.save(tokens_path)  # atomic (taae.atomic)
+                               vocab_sizes=codec.presets()[name].vocab_sizes, gain_db=gain_db)
+        token_file.save(tokens_path)  # atomic too
     return report

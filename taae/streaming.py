@@ -2,7 +2,7 @@
 
 Shape legend: B batch (streams), T samples, n frames in a chunk, K tokens per frame, hop samples per frame.
 
-The offline forward of a causal TAAE (``TAAEConfig.causal``, spec §12) is the reference: streaming a signal in
+The offline forward of a causal TAAE (``TAAEConfig.causal``, §9 item 13) is the reference: streaming a signal in
 chunks of any whole number of frames gives the same tokens and the same audio (to float rounding) as encoding and
 decoding it whole. Each layer streams with a state of its own, kept beside it (:mod:`taae.nn.causal_conv`: input
 tails and transposed-conv overlap tails; :mod:`taae.nn.kv_cache`: a KV cache of ``left`` keys at absolute RoPE
@@ -24,6 +24,8 @@ One implementation, two forms:
 Latency: a frame's tokens exist once its last sample has arrived, and the decoder emits a frame's samples as soon
 as its tokens arrive: the algorithmic latency is one chunk, ``n · hop / sample_rate`` (40 ms for one frame, the
 paper's causal latency, arXiv 2411.19842 Table 11), plus compute.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

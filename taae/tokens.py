@@ -1,4 +1,4 @@
-"""The token file: one encoded utterance on disk, as a versioned ``.npz`` (DESIGN.md "tokens on disk").
+"""The token file: one encoded utterance on disk, as a versioned ``.npz`` (docs/architecture.md, section 2).
 
 Shape legend: K tokens per frame (stages or codebooks), S latent frames.
 
@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from taae.atomic import atomic_write
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 FORMAT = "taae-tokens"
 FORMAT_VERSION = 2

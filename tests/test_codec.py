@@ -12,7 +12,7 @@ from taae import __version__
 from taae.audio import AudioError, save_audio
 from taae.codec import Codec, chunked, parse_stages, weights_hash
 from taae.models.taae import TAAE, TAAEConfig
-from taae.quantizers.residual_fsq import PostHocResidualFSQ
+from taae.quantizers.residual_fsq import PRESET_ALIASES, PostHocResidualFSQ
 from taae.tokens import TokenFile
 from tests.conftest import synth_speech
 
@@ -162,6 +162,15 @@ def test_stage_strings_and_user_presets(codec, wav):
         codec.add_preset("lossy", "5x5:1,0.1")
 
 
+def test_aliases_are_the_residual_presets_aliases_and_nothing_guessed():
+    codec = Codec(tiny_model())
+    codec.add_preset("fine_9bps", "9x3")  # a user name with a bitrate-like tail is not an alias of anything
+    assert codec.aliases() == PRESET_ALIASES
+    assert codec.resolve_preset("700bps") == "2x15625_700bps"
+    with pytest.raises(ValueError, match="unknown preset '9bps'"):
+        codec.resolve_preset("9bps")
+
+
 def test_chunked_matches_whole_when_the_overlap_covers_the_receptive_field():
     # window (4, 4) at 25 Hz: receptive field ≈ ±8 frames in each of encoder and decoder, so 16 frames cover it.
     model = tiny_model(window=(4, 4))
@@ -248,6 +257,7 @@ def test_rvqgan_through_the_same_api(tmp_path):
     assert codec.decode(tokens, "2q", num_samples=wav.shape[-1]).shape == wav.shape
     assert torch.equal(codec.encode(wav, 16000, "800bps"), tokens)  # 2 codebooks x 8 bits x 50 Hz
     assert codec.presets()["800bps"].vocab_sizes == (256, 256)
+    assert codec.aliases() == {}  # its bps names are presets of their own
 
 
 def test_user_presets_live_in_the_config_and_survive_export_and_checkpoints(tmp_path, wav):

@@ -40,7 +40,7 @@ def _rungs():
 
 # Composed experiments: each entry is the list of --config files, in order.
 EXPERIMENTS = (
-    [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml")) 
+    [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml"))
      if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml", "causal_tiny.yaml")]
     + [[RVQGAN_RECIPE], [CONFIGS / "rvqgan/tiny.yaml"]]
     + [[RVQGAN_RECIPE, CONFIGS / f"rvqgan/{name}.yaml"] for name in ("400bps", "700bps", "1000bps", "dac16k")]

@@ -10,7 +10,7 @@ from torch import nn
 from taae.__main__ import main
 from taae.audio import AudioError, load_audio, loudness, save_audio
 from taae.codec import Codec
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 from taae.tokens import TokenFile
 from tests.conftest import demo_speech
 from tests.test_codec import tiny_model, write_checkpoint
@@ -22,7 +22,10 @@ class PassThrough(nn.Module):
     """A lossless stand-in codec (16-bit PCM as tokens, one frame per sample): whatever level the decoded audio
     has comes from the Codec's own pre- and post-processing, which is what these tests measure."""
 
-    sample_rate, hop_length, frame_rate, loss_terms = 16000, 1, 16000.0, ()
+    sample_rate, hop_length, frame_rate, loss_terms, config = 16000, 1, 16000.0, (), None
+
+    def num_parameters(self):
+        return 0
 
     def presets(self):
         return {"native": TokenSpec("native", (65536,), self.frame_rate)}

@@ -1,4 +1,4 @@
-"""Audio data for codec training: a folder or manifest, random crops, loudness jitter, exact resume (spec §8).
+"""Audio data for codec training: a folder or manifest, random crops, loudness jitter, exact resume (§1).
 
 Shape legend: B batch, T samples (``segment_length``).
 
@@ -9,6 +9,8 @@ item's crop, loudness target and phase flip from ``(seed, epoch, index)``. A bat
 the batches an uninterrupted run would (:class:`EpochSampler` skips the consumed ones).
 
 Multi-GPU: the sampler shards by rank itself; run the Trainer with ``use_distributed_sampler=False``.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import lightning
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from taae.audio import TARGET_LUFS
 from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, scan
 
 
@@ -57,7 +60,7 @@ class AudioDataModule(lightning.LightningDataModule):
         batch_size: int = 8,
         val_batch_size: int | None = None,
         num_workers: int = 0,
-        loudness_target: float | None = -20.0,
+        loudness_target: float | None = TARGET_LUFS,
         loudness_range: float = 5.0,
         phase_inversion_prob: float = 0.5,
         max_val_items: int | None = 64,

@@ -25,9 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from taae.audio import AudioError, normalize_loudness, preprocess
+from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS, AudioError, normalize_loudness, preprocess
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 PROBE_FRAMES = 1024
 """Frames read at the start and the end of each file at setup: catches truncated data without a full decode."""
 RESAMPLE_MARGIN = 64
@@ -53,11 +52,18 @@ def _mix(*values: int) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
+MANIFEST_PATH_KEYS = ("path", "audio_filepath", "audio", "file", "filename")
+"""Column (``.tsv``/``.csv``) or key (``.jsonl``) names that hold a manifest's audio paths, first match wins
+(``audio_filepath`` is NeMo's manifest key)."""
+
+
 def find_audio_files(source: str | Path) -> list[Path]:
     """List the audio files named by a folder (searched recursively), a manifest or a single audio file.
 
-    Manifests: ``.tsv``/``.csv``/``.jsonl`` with a ``path`` column/key, anything else one path per line (blank
-    lines and ``#`` comments ignored). Relative paths are resolved against the manifest's folder.
+    Manifests: ``.tsv``/``.csv`` with a header naming a path column and ``.jsonl``/``.json`` (one object per line)
+    with a path key, both from :data:`MANIFEST_PATH_KEYS`; anything else one path per line. Blank lines and ``#``
+    comments are ignored; relative paths are resolved against the manifest's folder. Training, ``taae prepare`` and
+    evaluation all list their inputs here.
     """
     source = Path(source)
     if not source.exists():
@@ -66,23 +72,28 @@ def find_audio_files(source: str | Path) -> list[Path]:
         return sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if source.suffix.lower() in AUDIO_SUFFIXES:
         return [source]
-    text = source.read_text(encoding="utf-8")
+    lines = [ln for ln in source.read_text(encoding="utf-8").splitlines() if ln.strip()
+             and not ln.lstrip().startswith("#")]
     suffix = source.suffix.lower()
-    if suffix in (".tsv", ".csv"):
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
-        if rows and "path" not in rows[0]:
-            raise ValueError(f"manifest {source} has no 'path' column (columns: {list(rows[0])})")
-        entries = [row["path"] for row in rows]
-    elif suffix == ".jsonl":
+    if suffix in (".tsv", ".csv") and lines:
+        rows = list(csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ","))
+        header = [h.strip().lower() for h in rows[0]]
+        key = next((k for k in MANIFEST_PATH_KEYS if k in header), None)
+        if key is None:
+            raise ValueError(f"manifest {source} has no path column: its header is {rows[0]}, expected one of "
+                             f"{list(MANIFEST_PATH_KEYS)}")
+        entries = [row[header.index(key)] for row in rows[1:] if row]
+    elif suffix in (".jsonl", ".json"):
         entries = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                record = json.loads(line)
-                if "path" not in record:
-                    raise ValueError(f"manifest {source} line {n} has no 'path' key: {line[:200]}")
-                entries.append(record["path"])
+        for n, line in enumerate(lines, 1):
+            record = json.loads(line)
+            key = next((k for k in MANIFEST_PATH_KEYS if k in record), None)
+            if key is None:
+                raise ValueError(f"manifest {source} entry {n} has no path key (one of {list(MANIFEST_PATH_KEYS)}): "
+                                 f"{line[:200]}")
+            entries.append(str(record[key]))
     else:
-        entries = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        entries = lines
     return [p if p.is_absolute() else source.parent / p for p in map(Path, (e.strip() for e in entries))]
 
 
@@ -126,7 +137,7 @@ def scan(source: str | Path, key: str) -> tuple[list[AudioFile], list[tuple[str,
             stacklevel=2,
         )
     if not files:
-        raise ValueError(f"{key}={source}: no usable audio files (.wav/.flac/.ogg) found")
+        raise ValueError(f"{key}={source}: no usable audio files ({'/'.join(AUDIO_SUFFIXES)}) found")
     return files, skipped
 
 
@@ -142,7 +153,7 @@ class ItemMaker:
     sample_rate: int
     segment_length: int | None
     mode: str = "train"
-    loudness_target: float | None = -20.0
+    loudness_target: float | None = TARGET_LUFS
     loudness_range: float = 0.0
     phase_inversion_prob: float = 0.0
 
@@ -222,7 +233,7 @@ class AudioDataset(Dataset):
         sample_rate: int,
         segment_length: int | None,
         mode: str = "train",
-        loudness_target: float | None = -20.0,
+        loudness_target: float | None = TARGET_LUFS,
         loudness_range: float = 0.0,
         phase_inversion_prob: float = 0.0,
         seed: int = 0,

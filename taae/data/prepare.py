@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from taae.audio import AudioError
+from taae.audio import AUDIO_SUFFIXES, AudioError
 from taae.data.dataset import check_file, find_audio_files
 from taae.jobs.files import fsync_replace
 
@@ -90,7 +90,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, shard_size: int =
     source, out = Path(source), Path(out)
     files = find_audio_files(source)
     if not files:
-        raise ValueError(f"{source}: no audio files (.wav/.flac/.ogg)")
+        raise ValueError(f"{source}: no audio files ({'/'.join(AUDIO_SUFFIXES)})")
     ids = cut_ids(files, source)
     plan = [list(zip(files[i:i + shard_size], ids[i:i + shard_size])) for i in range(0, len(files), shard_size)]
     out.mkdir(parents=True, exist_ok=True)

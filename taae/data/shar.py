@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from taae.audio import TARGET_LUFS
 from taae.data.datamodule import AudioDataModule
 from taae.data.dataset import LOAD_ERRORS, AudioDataset, AudioFile, EpochSampler, ItemMaker, _mix, item_draws
 
@@ -271,7 +272,7 @@ class SharDataModule(AudioDataModule):
     def __init__(self, train: str | dict[str, list[str]], val: str | dict[str, list[str]] | None = None,
                  test: str | dict[str, list[str]] | None = None, sample_rate: int = 16000,
                  segment_length: int = 32000, val_segment_length: int | None = None, batch_size: int = 8,
-                 val_batch_size: int | None = None, num_workers: int = 0, loudness_target: float | None = -20.0,
+                 val_batch_size: int | None = None, num_workers: int = 0, loudness_target: float | None = TARGET_LUFS,
                  loudness_range: float = 5.0, phase_inversion_prob: float = 0.5, max_val_items: int | None = 64,
                  seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 256):
         if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 0:

@@ -1,11 +1,12 @@
-"""Evaluation: objective metrics, reference codecs, reports and the ``evaluate.py`` driver (spec §10)."""
+"""Evaluation: objective metrics, reference codecs, reports and the ``evaluate.py`` driver (§8).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from taae.eval.metrics import (
-    EntropyStats,
     FileMetrics,
     Stopwatch,
     compute_metrics,
-    entropy_bitrate,
     mel_distance,
     pesq_score,
     real_time_factor,
@@ -25,6 +26,7 @@ from taae.eval.references import (
     available_references,
 )
 from taae.eval.report import EvalReport, FileResult, MetricSummary, SystemSummary, summarize, write_report
+from taae.eval.token_stats import EntropyStats, entropy_bitrate
 
 __all__ = [
     "AddNoise", "Codec2", "CodecSystem", "EntropyStats", "EvalReport", "FileMetrics", "FileResult", "Identity",

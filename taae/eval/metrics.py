@@ -1,5 +1,5 @@
-"""Objective metrics for codec evaluation (spec §10): SI-SDR, mel and STFT distances, PESQ, STOI, DNSMOS,
-and real-time factor. Token entropy and bitrate live in ``taae.eval.token_stats`` and are re-exported here.
+"""Objective metrics for codec evaluation (§8): SI-SDR, mel and STFT distances, PESQ, STOI, DNSMOS,
+and real-time factor. Token entropy and bitrate live in ``taae.eval.token_stats``.
 
 Shape legend: T samples.
 
@@ -7,6 +7,8 @@ SI-SDR, mel and STFT distances are torch code. PESQ (``pesq``), STOI (``pystoi``
 are optional packages, imported lazily: a missing package turns its column off with a note, and a call that
 fails on one file (PESQ finds no utterance in silence, a too-short buffer, ...) gives NaN plus an error
 message rather than an exception, so one bad file never stops a whole evaluation.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-
-from taae.eval.token_stats import EntropyStats as EntropyStats  # re-exported: report.py and callers
-from taae.eval.token_stats import entropy_bitrate as entropy_bitrate
 
 METRICS = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi", "mos")
 """Every per-file metric key, in report column order."""

@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taae.atomic import write_many, write_text
-from taae.eval.metrics import HIGHER_IS_BETTER, METRICS, EntropyStats
+from taae.eval.metrics import HIGHER_IS_BETTER, METRICS
+from taae.eval.token_stats import EntropyStats
 
 COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
                  "stoi": "STOI", "mos": "DNSMOS"}
 
 PAPER_ROW = {"name": "TAAE 2×15625 (paper)", "bitrate": 700.0, "si_sdr": 4.73, "mel": 0.86, "stft": 1.26,
              "pesq_wb": 3.09, "stoi": 0.92, "mos": 3.36}
-"""spec §11.1, LibriSpeech test-clean. PESQ mode not stated (placed under WB); MOS is MOSNet, not DNSMOS; the
-paper's mel/STFT distances come from auraloss settings, not ours."""
+"""arXiv 2411.19842 Table 2, LibriSpeech test-clean. PESQ mode not stated (placed under WB); MOS is MOSNet, not
+DNSMOS; the paper's mel/STFT distances come from auraloss settings, not ours."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The evaluation driver behind ``evaluate.py``: data → systems → metrics (process pool) → report.
 
-Protocol (spec §10, written into every report): each reference file is loaded and preprocessed exactly as the
+Protocol (§8, written into every report): each reference file is loaded and preprocessed exactly as the
 codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS); that
 preprocessed signal is both what every system codes and what its output is scored against. Codec outputs are
 compared at exactly the input length: a length mismatch is an error for that file, never trimmed silently
@@ -10,6 +10,8 @@ Model inference runs in the main process; reference codecs and the CPU-bound met
 DNSMOS) run in a pool of worker processes (``scoring.py``). A file that fails (unreadable, a system error, a
 metric error) is reported and counted, never fatal. File listing and reference loading live in ``inputs.py``;
 this module holds the run's configuration, the loop that feeds the pool, the report's settings and the CLI.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -29,10 +31,7 @@ import numpy as np
 import torch
 
 from taae.errors import DEBUG_FLAG, pop_debug, run_main
-from taae.eval.inputs import AUDIO_SUFFIXES as AUDIO_SUFFIXES  # re-exported: callers import them from here
-from taae.eval.inputs import MANIFEST_PATH_KEYS as MANIFEST_PATH_KEYS
-from taae.eval.inputs import TARGET_LUFS, file_ids, load_reference
-from taae.eval.inputs import list_audio_files as list_audio_files
+from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference
 from taae.eval.metrics import optional_metrics_status
 from taae.eval.references import CodecSystem, System, available_references
 from taae.eval.report import (
@@ -57,7 +56,7 @@ class EvalConfig:
     """Everything one evaluation run needs; the CLI flags map one to one."""
 
     data: str
-    """A folder (searched recursively for .wav/.flac) or a manifest (.txt one path per line, .tsv/.csv with a
+    """A folder (searched recursively for .wav/.flac/.ogg) or a manifest (.txt one path per line, .tsv/.csv with a
     ``path`` column, .jsonl with a ``path`` / ``audio_filepath`` key)."""
     out: str
     """Output folder for report.json, report.md, per_file.csv, rate_quality.png, report.html and examples/."""
@@ -119,7 +118,7 @@ def _codec_systems(codec, cfg: EvalConfig, notes: list[str]) -> list[CodecSystem
     wanted = list(codec.presets()) if cfg.presets == ["all"] else list(cfg.presets)
     for spec in cfg.stages:
         # Codec.resolve_preset registers a stage string such as "5x5:1,0.25" as a preset of that name.
-        wanted.append(codec.stages_preset(spec) if hasattr(codec, "stages_preset") else spec)
+        wanted.append(spec)
     systems: dict[str, CodecSystem] = {}
     for preset in dict.fromkeys(wanted):
         try:
@@ -281,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")
-    p.add_argument("--data", required=True, help="folder (recursive .wav/.flac) or manifest (.txt/.tsv/.jsonl)")
+    p.add_argument("--data", required=True, help="folder (recursive .wav/.flac/.ogg) or manifest (.txt/.tsv/.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets, or 'all'")
     p.add_argument("--references", default="auto", help="auto | none | comma list of identity,mulaw,opus,codec2")

@@ -1,10 +1,12 @@
-"""The worker side of an evaluation (spec §10): one job per (file, system) pair, scored in a process pool.
+"""The worker side of an evaluation (§8): one job per (file, system) pair, scored in a process pool.
 
 Model inference stays in the main process and sends its decoded output with the job; reference codecs travel
 with the job and run in the worker. Either way the worker computes the CPU-bound metrics (PESQ, STOI, mel/STFT,
 DNSMOS) for the pair. A failure (a system error, a metric error) becomes part of the ``FileResult``, never an
 exception. Workers start with ``spawn``, which pickles ``_work`` and ``_init_worker`` by module path, so both
 stay top-level functions here.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Token statistics for codec evaluation (spec §10; bitrate conventions §6.3 and App. A.8): codebook usage,
+"""Token statistics for codec evaluation (§8; bitrate conventions §2 and arXiv 2411.19842 App. A.8): codebook usage,
 per-stage entropy and the entropy-coded bitrate of a preset's tokens.
 
 Shape legend: N items, K tokens per frame (stages or codebooks), S frames.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 
 @dataclass

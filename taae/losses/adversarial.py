@@ -3,12 +3,14 @@
 Every discriminator in ``taae.models.discriminators`` returns ``list[list[Tensor]]``: one list per
 sub-discriminator, holding its feature maps with the logit map last. The functions here read that structure.
 
-- LSGAN (DAC, spec/dac.md §6.5): D = Σ_d mean(D(x̂)²) + mean((1 − D(x))²), G = Σ_d mean((1 − D(x̂))²).
-- Hinge (stable-audio-tools' default, spec/taae.md §9.1): D = Σ_d mean(relu(1 − D(x))) + mean(relu(1 + D(x̂))),
+- LSGAN (DAC, §7): D = Σ_d mean(D(x̂)²) + mean((1 − D(x))²), G = Σ_d mean((1 − D(x̂))²).
+- Hinge (stable-audio-tools' default, §6): D = Σ_d mean(relu(1 − D(x))) + mean(relu(1 + D(x̂))),
   G = Σ_d −mean(D(x̂)). stable-audio-tools divides both by the number of sub-discriminators: ``reduction="mean"``.
-- Feature matching: DAC's plain L1 sum (§6.5), or the normalised form of TAAE's code (spec/taae.md §9.1).
+- Feature matching: DAC's plain L1 sum (§7), or the normalised form of TAAE's code (§6).
 
 The caller detaches the fake audio for the discriminator step; real features are detached here.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -85,9 +87,9 @@ def feature_matching_loss(
     Args:
         real: discriminator outputs for real audio; detached here, so no gradient reaches the real branch.
         fake: discriminator outputs for generated audio.
-        normalize: True: TAAE's code (spec/taae.md §9.1), per layer mean|f_real − f_fake| / (mean|f_real| + eps),
+        normalize: True: TAAE's code (§6), per layer mean|f_real − f_fake| / (mean|f_real| + eps),
             averaged over layers within a sub-discriminator, then over sub-discriminators. False: DAC
-            (spec/dac.md §6.5), Σ over sub-discriminators and layers of mean|f_real − f_fake|.
+            (§7), Σ over sub-discriminators and layers of mean|f_real − f_fake|.
         eps: denominator floor of the normalised form (stable-audio-tools' 1e-3).
     """
     if len(real) != len(fake):

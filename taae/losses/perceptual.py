@@ -1,4 +1,4 @@
-"""WavLM feature loss for TAAE's perceptual fine-tune (spec/taae.md §9.3), with the fixes of §15.11.
+"""WavLM feature loss for TAAE's perceptual fine-tune (§6), with the fixes of §9 item 11.
 
 Shape legend: B batch, T samples, N WavLM frames (T / 320), D WavLM hidden size.
 
@@ -14,6 +14,8 @@ stable-audio-tools' ``HubertLoss`` with the WavLM-Large model. Differences from 
 - the WavLM is frozen, always in eval mode, and kept out of ``parameters()`` and ``state_dict()`` (it is not
   a registered submodule), so optimisers skip it and checkpoints do not carry ~300 M teacher weights. It still
   follows ``.to(device)``/``.cuda()`` of the parent module.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -85,13 +87,13 @@ class WavLMFeatureLoss(nn.Module):
         config: keyword arguments of a ``transformers.WavLMConfig`` for a randomly initialised WavLM (tests,
             shape-only runs). Give exactly one of ``model_path`` and ``config``.
         layers: 0-based indices of the transformer layers whose outputs are compared (negative counts from the
-            end); None = all layers (the official default, §9.3; the paper's choice is NF). Layers past the
+            end); None = all layers (the official default, §6; the paper's choice is NF). Layers past the
             deepest selected one are dropped from the model, since they cannot affect the loss.
         sample_rate: sample rate of the audio given to ``forward``; resampled to 16 kHz if different.
         normalize_input: normalise each utterance to zero mean and unit variance first (WavLM-Large was trained
             on normalised input; the base models were not).
         input_eps: variance floor of that normalisation (the ``transformers`` feature extractor's 1e-7).
-        eps: floor of the per-layer std in the denominator (§9.3, 1e-5).
+        eps: floor of the per-layer std in the denominator (§6, 1e-5).
 
     Layer outputs are the residual stream after each layer (torchaudio's ``extract_features``), without the
     encoder's final LayerNorm that ``transformers`` adds to the last hidden state of WavLM-Large.

@@ -2,17 +2,19 @@
 
 Shape legend: B batch, C channels, T samples, W frequency bins, L STFT frames, M mel bands.
 
-- ``MultiScaleMelLoss`` follows DAC's 16 kHz configuration (spec/dac.md §6.1): seven periodic-Hann STFTs with
+- ``MultiScaleMelLoss`` follows DAC's 16 kHz configuration (§7): seven periodic-Hann STFTs with
   hop = window / 4, centred and reflect-padded, a Slaney mel filterbank (librosa's default) applied to the
   *magnitude*, then L1 between log10(clamp(mel, eps) ** pow), summed over the scales.
-- ``MultiResolutionSTFTLoss`` is the auraloss loss that TAAE's training code offers (spec/taae.md §9.1): spectral
+- ``MultiResolutionSTFTLoss`` is the auraloss loss that TAAE's training code offers (§6): spectral
   convergence plus L1 of log magnitudes, averaged over resolutions. Spectral convergence is normalised by the
-  *target*, as in the auraloss paper; the official wrapper swaps its arguments (spec/taae.md §15.9).
-- ``WaveformL1Loss`` is TAAE's "traditional L1 reconstruction loss" (spec/taae.md §9.1). Its decaying weight is a
+  *target*, as in the auraloss paper; the official wrapper swaps its arguments (§9 item 9).
+- ``WaveformL1Loss`` is TAAE's "traditional L1 reconstruction loss" (§6). Its decaying weight is a
   schedule of the training module, not of the loss.
 
 Every loss runs in fp32 with autocast disabled: log-magnitudes of bf16 spectra are too coarse for a loss that is
 weighted 15× (DAC) and compared across runs.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -123,18 +125,18 @@ def mel_spectrogram(
 
 
 class MultiScaleMelLoss(nn.Module):
-    """DAC's multi-scale mel-spectrogram L1 (spec/dac.md §6.1), the main reconstruction loss (weight 15 in DAC).
+    """DAC's multi-scale mel-spectrogram L1 (§7), the main reconstruction loss (weight 15 in DAC).
 
     Args:
         sample_rate: audio sample rate in Hz.
-        window_lengths: STFT window (= FFT) lengths; DAC's 16 kHz config, §6.1.
-        n_mels: mel bands per window, paired with ``window_lengths``; DAC's 16 kHz config, §6.1.
-        fmin, fmax: mel range in Hz (fmax None = Nyquist); §6.1.
-        pow: exponent applied to the clamped mel magnitude before log10; DAC's configs use 1.0, §6.1.
-        clamp_eps: floor of the mel magnitude before the log; §6.1.
-        mag_weight: weight of L1 between linear mel magnitudes; 0 in DAC's configs, §6.1.
-        log_weight: weight of L1 between log mels; §6.1.
-        hop_factor: hop = window * hop_factor; §6.1.
+        window_lengths: STFT window (= FFT) lengths; DAC's 16 kHz config, §7.
+        n_mels: mel bands per window, paired with ``window_lengths``; DAC's 16 kHz config, §7.
+        fmin, fmax: mel range in Hz (fmax None = Nyquist); §7.
+        pow: exponent applied to the clamped mel magnitude before log10; DAC's configs use 1.0, §7.
+        clamp_eps: floor of the mel magnitude before the log; §7.
+        mag_weight: weight of L1 between linear mel magnitudes; 0 in DAC's configs, §7.
+        log_weight: weight of L1 between log mels; §7.
+        hop_factor: hop = window * hop_factor; §7.
 
     The filterbanks and windows are non-persistent buffers: they follow ``.to(device)`` and stay out of
     checkpoints. Keep the module in fp32 (``.to(bfloat16)`` would round the filterbanks).
@@ -190,7 +192,7 @@ class MultiScaleMelLoss(nn.Module):
 
 
 class MultiResolutionSTFTLoss(nn.Module):
-    """Spectral convergence + log-magnitude L1 over several STFT resolutions (auraloss; spec/taae.md §9.1).
+    """Spectral convergence + log-magnitude L1 over several STFT resolutions (auraloss; §6).
 
     Per resolution: ``sc_weight * ||Y| - |X||_F / ||Y|_F + log_mag_weight * L1(log|X|, log|Y|)
     + lin_mag_weight * L1(|X|, |Y|)`` with X the prediction and Y the target; the mean over resolutions is
@@ -258,7 +260,7 @@ class MultiResolutionSTFTLoss(nn.Module):
 
 
 class WaveformL1Loss(nn.Module):
-    """Mean absolute sample error (spec/taae.md §9.1; DAC logs it, spec/dac.md §6.3).
+    """Mean absolute sample error (§6; DAC logs it, §7).
 
     TAAE weights this term with a weight that decays during pre-training; that schedule (initial weight and
     decay, NF in the paper) belongs to the training module's loss weights, so this loss stays stateless.

@@ -23,6 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from taae.quantizers.token_spec import TokenSpec as TokenSpec  # its old home: code outside taae imports it here
+
+# The interface above is written as code in taae.models.interface (CodecModel, a runtime-checkable Protocol).
+
 CODEC_METHODS = ("encode", "decode", "presets")
 """What a class must have to be loaded as a codec model from a checkpoint or an export (checked before it is built)."""
 
@@ -39,56 +43,6 @@ class GeneratorOutput:
     """(B, D, S) quantised latent handed to the decoder."""
     losses: dict[str, Tensor] = field(default_factory=dict)
     """Auxiliary losses of the model itself, keyed by their logged name (e.g. ``vq/commitment``)."""
-
-
-@dataclass(frozen=True)
-class TokenSpec:
-    """How a preset turns frames into tokens: one vocabulary size per token of a frame."""
-
-    name: str
-    vocab_sizes: tuple[int, ...]
-    frame_rate: float
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return len(self.vocab_sizes)
-
-    @property
-    def bits_per_frame(self) -> int:
-        """Whole bits per token (the ⌈log2⌉ convention the paper reports), summed over a frame."""
-        return sum(math.ceil(math.log2(v)) for v in self.vocab_sizes)
-
-    @property
-    def exact_bits_per_frame(self) -> float:
-        return sum(math.log2(v) for v in self.vocab_sizes)
-
-    @property
-    def bitrate(self) -> float:
-        """Nominal bits per second, ⌈log2⌉ convention."""
-        return self.bits_per_frame * self.frame_rate
-
-    @property
-    def exact_bitrate(self) -> float:
-        return self.exact_bits_per_frame * self.frame_rate
-
-    def check_tokens(self, tokens: Tensor) -> None:
-        """Raise ``ValueError`` naming the first token outside its vocabulary (stage, frame, value)."""
-        if tokens.dtype.is_floating_point:
-            raise TypeError(f"tokens must be an integer tensor, got {tokens.dtype}")
-        if tokens.dim() != 3 or tokens.shape[1] != self.tokens_per_frame:
-            raise ValueError(
-                f"preset {self.name!r} expects tokens of shape (B, {self.tokens_per_frame}, S), "
-                f"got {tuple(tokens.shape)}"
-            )
-        for k, vocab in enumerate(self.vocab_sizes):
-            row = tokens[:, k]
-            bad = (row < 0) | (row >= vocab)
-            if bad.any():
-                b, s = (int(i) for i in bad.nonzero()[0])
-                raise ValueError(
-                    f"token out of range for preset {self.name!r}: stage {k}, item {b}, frame {s} holds "
-                    f"{int(row[b, s])}, allowed 0..{vocab - 1}"
-                )
 
 
 def pad_to_multiple(wav: Tensor, multiple: int) -> Tensor:

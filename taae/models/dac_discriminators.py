@@ -1,11 +1,13 @@
-"""DAC's discriminators (spec/dac.md §5): the multi-period discriminator (MPD, §5.1) and the multi-band,
-multi-scale complex STFT discriminator (MRD, §5.2), following DAC's ``dac/model/discriminator.py``.
+"""DAC's discriminators (§7): the multi-period discriminator (MPD, §7) and the multi-band,
+multi-scale complex STFT discriminator (MRD, §7), following DAC's ``dac/model/discriminator.py``.
 
 Shape legend: B batch, T samples, C channels, W frequency bins, L STFT frames (or folded rows for MPD), P period.
 
 Both return one feature list per sub-discriminator (see ``taae.models.discriminator_base``) and are re-exported
 from ``taae.models.discriminators``, the class paths the configs use; DAC's full discriminator is
 ``CombinedDiscriminator([MultiPeriodDiscriminator(), MultiBandDiscriminator()])``.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -59,13 +61,13 @@ class PeriodDiscriminator(nn.Module):
 
 
 class MultiPeriodDiscriminator(_Discriminator):
-    """DAC's MPD (spec/dac.md §5.1): one ``PeriodDiscriminator`` per period, 8.22 M parameters each at DAC widths.
+    """DAC's MPD (§7): one ``PeriodDiscriminator`` per period, 8.22 M parameters each at DAC widths.
 
     Args:
         periods: fold periods (DAC / HiFi-GAN: 2, 3, 5, 7, 11).
         channels: conv widths (DAC: 32, 128, 512, 1024, 1024); smaller for tiny configs.
         kernel_size, stride, post_kernel_size, negative_slope: DAC's 5, 3, 3 and LeakyReLU 0.1.
-        normalize_input, input_peak: DAC's DC removal + peak normalisation to 0.8 (§5).
+        normalize_input, input_peak: DAC's DC removal + peak normalisation to 0.8 (§7).
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class MultiPeriodDiscriminator(_Discriminator):
 
 class BandDiscriminator(nn.Module):
     """DAC's MRD for one window length: the complex STFT split into frequency bands, one conv stack per band,
-    band outputs concatenated along frequency into one shared post conv (spec/dac.md §5.2)."""
+    band outputs concatenated along frequency into one shared post conv (§7)."""
 
     def __init__(
         self,
@@ -154,7 +156,7 @@ class BandDiscriminator(nn.Module):
 
 
 class MultiBandDiscriminator(_Discriminator):
-    """DAC's multi-band multi-scale STFT discriminator (spec/dac.md §5.2), 0.47 M parameters per window.
+    """DAC's multi-band multi-scale STFT discriminator (§7), 0.47 M parameters per window.
 
     Args:
         window_lengths: STFT windows (DAC: 2048, 1024, 512), hop = window * hop_factor (DAC: 1/4).
@@ -162,7 +164,7 @@ class MultiBandDiscriminator(_Discriminator):
         channels: conv width of every band stack (DAC: 32).
         kernel_size, freq_strides, last_kernel_size, negative_slope: DAC's (3, 9) convs with frequency strides
             1, 2, 2, 2, then a (3, 3) conv, LeakyReLU 0.1.
-        normalize_input, input_peak: DAC's DC removal + peak normalisation to 0.8 (§5).
+        normalize_input, input_peak: DAC's DC removal + peak normalisation to 0.8 (§7).
     """
 
     def __init__(

@@ -5,9 +5,11 @@ Shape legend: B batch, T samples.
 Every discriminator's ``forward(wav (B, 1, T))`` returns ``list[list[Tensor]]``: one list per sub-discriminator,
 holding its feature maps with the logit map last. Discriminators therefore compose by list concatenation
 (``taae.models.discriminators.CombinedDiscriminator``), and ``taae.losses.adversarial`` reads any combination.
-``_Discriminator`` is that front: input check, optional DAC input normalisation (spec/dac.md §5), then one
-feature list per sub-discriminator. TAAE's (spec/taae.md §9.2) and DAC's (spec/dac.md §5.1, §5.2) discriminators
+``_Discriminator`` is that front: input check, optional DAC input normalisation (§7), then one
+feature list per sub-discriminator. TAAE's (§6) and DAC's (§7) discriminators
 build on it.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 
 def normalize_audio(wav: Tensor, peak: float = 0.8, eps: float = 1e-9) -> Tensor:
-    """DAC's discriminator input preprocessing (spec/dac.md §5): remove DC, then peak-normalise each item."""
+    """DAC's discriminator input preprocessing (§7): remove DC, then peak-normalise each item."""
     wav = wav - wav.mean(dim=-1, keepdim=True)
     return peak * wav / (wav.abs().amax(dim=-1, keepdim=True) + eps)
 

@@ -6,13 +6,15 @@ Every discriminator's ``forward(wav (B, 1, T))`` returns ``list[list[Tensor]]``:
 holding its feature maps with the logit map last. Discriminators therefore compose by list concatenation
 (``CombinedDiscriminator``), and ``taae.losses.adversarial`` reads any combination.
 
-- ``ComplexSTFTDiscriminator``: EnCodec's MS-STFT discriminator as TAAE's code uses it (spec/taae.md §9.2), with
+- ``ComplexSTFTDiscriminator``: EnCodec's MS-STFT discriminator as TAAE's code uses it (§6), with
   inharmonic FFT sizes and magnitude compression of the complex STFT.
-- ``MultiPeriodDiscriminator`` and ``MultiBandDiscriminator``: DAC's MPD and MRD (spec/dac.md §5.1, §5.2), defined
+- ``MultiPeriodDiscriminator`` and ``MultiBandDiscriminator``: DAC's MPD and MRD (§7), defined
   in ``taae.models.dac_discriminators`` and re-exported here, where the configs' class paths point.
 - ``CombinedDiscriminator``: several of them side by side.
 
 The shared front (input check, DAC's input normalisation) lives in ``taae.models.discriminator_base``.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from taae.models.dac_discriminators import MultiBandDiscriminator as MultiBandDi
 from taae.models.dac_discriminators import MultiPeriodDiscriminator as MultiPeriodDiscriminator
 from taae.models.dac_discriminators import PeriodDiscriminator as PeriodDiscriminator
 from taae.models.discriminator_base import _check_wav, _Discriminator, _wn_conv2d
-from taae.models.discriminator_base import normalize_audio as normalize_audio
 
 GOLDEN_RATIO = (1 + math.sqrt(5)) / 2
 
@@ -38,7 +39,7 @@ GOLDEN_RATIO = (1 + math.sqrt(5)) / 2
 
 
 def golden_ratio_fft_sizes(largest: int = 2048, count: int = 5) -> tuple[int, ...]:
-    """round(largest / φ^k) for k = 0 … count-1: unevenly spaced, inharmonic FFT sizes (spec/taae.md §9.2)."""
+    """round(largest / φ^k) for k = 0 … count-1: unevenly spaced, inharmonic FFT sizes (§6)."""
     return tuple(round(largest / GOLDEN_RATIO**k) for k in range(count))
 
 
@@ -119,14 +120,14 @@ class STFTDiscriminator(nn.Module):
 
 
 class ComplexSTFTDiscriminator(_Discriminator):
-    """TAAE's multi-resolution complex STFT discriminator (spec/taae.md §9.2); EnCodec's layout per resolution.
+    """TAAE's multi-resolution complex STFT discriminator (§6); EnCodec's layout per resolution.
 
     The paper states inharmonic FFT sizes near golden-ratio ratios, magnitude scaling and "more parameters", but
     not the sizes, hops, exponent or width (NF). Our defaults, labelled as such:
 
     Args:
         fft_sizes: round(2048 / φ^k), k = 0…4 (ours); no size divides another, unlike powers of two.
-        hop_factor: hop = round(fft_size * hop_factor); 1/4 (ours, the spec's suggestion).
+        hop_factor: hop = round(fft_size * hop_factor); 1/4 (ours, docs/decisions.md's suggestion).
         filters, filters_scale, max_filters: width 32 (ours: TAAE's width is NF, 32 is EnCodec's), growth per
             layer 1 and cap 1024 (EnCodec / stable-audio-tools).
         kernel_size, dilations, stride: (3, 9), time dilations (1, 2, 4), stride 2 along frequency (EnCodec;

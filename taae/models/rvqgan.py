@@ -2,12 +2,14 @@
 
 Shape legend: B batch, C channels, T samples, D latent dim, S latent frames, K codebooks.
 
-Follows descript-audio-codec 1.0.0 (``dac/model/dac.py``; see ``shared/spec/dac.md`` §2–§4) with two deliberate
+Follows descript-audio-codec 1.0.0 (``dac/model/dac.py``; see §7) with two deliberate
 differences, neither of which adds or removes parameters (released weights still map one to one):
-- decoder transposed convs use ``output_padding = stride % 2`` (dac.md §3.4), so odd strides (the 16 kHz model's 5)
+- decoder transposed convs use ``output_padding = stride % 2`` (§7), so odd strides (the 16 kHz model's 5)
   return exactly hop × frames samples instead of 8 samples short;
 - ``encode`` never applies quantizer dropout, even in train mode (DAC needs ``model.eval()``, issue #40).
 Weight norm is torch's parametrization (keys ``parametrizations.weight.original0/1``, not ``weight_g/weight_v``).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.models.base import GeneratorOutput, count_parameters, pad_to_multiple
 from taae.models.flops import ComputeAccounting, FlopCount, rvqgan_flops
 from taae.nn.conv import DownsampleConv, ResidualUnit, Snake1d, UpsampleConv, WNConv1d
 from taae.quantizers.rvq import ResidualVectorQuantizer
+from taae.quantizers.token_spec import TokenSpec
 
-DILATIONS = (1, 3, 9)  # dac.md §3.1: every encoder/decoder block holds three residual units
+DILATIONS = (1, 3, 9)  # §7: every encoder/decoder block holds three residual units
 
 
 class EncoderBlock(nn.Module):
-    """Three residual units at ``in_channels`` → Snake → strided conv (k=2s) to ``out_channels`` (dac.md §3.2)."""
+    """Three residual units at ``in_channels`` → Snake → strided conv (k=2s) to ``out_channels`` (§7)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
@@ -42,7 +45,7 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Stem conv k7 → a block per stride (channels double) → Snake → conv k3 to ``latent_dim`` (dac.md §3.2)."""
+    """Stem conv k7 → a block per stride (channels double) → Snake → conv k3 to ``latent_dim`` (§7)."""
 
     def __init__(self, dim: int, strides: tuple[int, ...], latent_dim: int):
         super().__init__()
@@ -58,7 +61,7 @@ class Encoder(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Snake → transposed conv (k=2s, output_padding s % 2) → three residual units (dac.md §3.3, §3.4 fix)."""
+    """Snake → transposed conv (k=2s, output_padding s % 2) → three residual units (§7 fix)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, exact_length: bool = True):
         super().__init__()
@@ -73,7 +76,7 @@ class DecoderBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Conv k7 to ``dim`` → a block per stride (channels halve) → Snake → conv k7 to 1 → tanh (dac.md §3.3)."""
+    """Conv k7 to ``dim`` → a block per stride (channels halve) → Snake → conv k7 to 1 → tanh (§7)."""
 
     def __init__(self, latent_dim: int, dim: int, strides: tuple[int, ...], exact_length: bool = True):
         super().__init__()
@@ -95,31 +98,31 @@ class Decoder(nn.Module):
 class RVQGANConfig:
     """Hyper-parameters of the RVQGAN codec.
 
-    Defaults: DAC's released 16 kHz model (dac.md §1, §9; descript-audio-codec conf/final/16khz.yml).
+    Defaults: DAC's released 16 kHz model (§7; descript-audio-codec conf/final/16khz.yml).
     """
 
     sample_rate: int = 16000
-    """Audio sample rate in Hz (dac.md §9: 16 kHz variant)."""
+    """Audio sample rate in Hz (§7: 16 kHz variant)."""
     encoder_dim: int = 64
-    """Width of the encoder stem; every encoder block doubles it (dac.md §3.2: d_model 64)."""
+    """Width of the encoder stem; every encoder block doubles it (§7: d_model 64)."""
     encoder_strides: tuple[int, ...] = (2, 4, 5, 8)
-    """Downsampling factor of each encoder block (dac.md §9: [2, 4, 5, 8] at 16 kHz)."""
+    """Downsampling factor of each encoder block (§7: [2, 4, 5, 8] at 16 kHz)."""
     hop_length: int = 320
-    """Samples per latent frame; must equal the product of ``encoder_strides`` (dac.md §1: 320 → 50 Hz)."""
+    """Samples per latent frame; must equal the product of ``encoder_strides`` (§7: 320 → 50 Hz)."""
     latent_dim: int | None = None
-    """Encoder output width D; None derives encoder_dim · 2^len(encoder_strides) (dac.md §3.2: 1024)."""
+    """Encoder output width D; None derives encoder_dim · 2^len(encoder_strides) (§7: 1024)."""
     decoder_dim: int = 1536
-    """Width after the decoder stem; every decoder block halves it (dac.md §3.3: 1536)."""
+    """Width after the decoder stem; every decoder block halves it (§7: 1536)."""
     decoder_strides: tuple[int, ...] = (8, 5, 4, 2)
-    """Upsampling factor of each decoder block; the product must equal ``hop_length`` (dac.md §9: [8, 5, 4, 2])."""
+    """Upsampling factor of each decoder block; the product must equal ``hop_length`` (§7: [8, 5, 4, 2])."""
     n_codebooks: int = 12
-    """Residual VQ stages K (dac.md §1: 12 at 16 kHz → 6 kbps at 50 Hz)."""
+    """Residual VQ stages K (§7: 12 at 16 kHz → 6 kbps at 50 Hz)."""
     codebook_size: int = 1024
-    """Entries per codebook (dac.md §1: 1024, 10 bits)."""
+    """Entries per codebook (§7: 1024, 10 bits)."""
     codebook_dim: int = 8
-    """Factorised lookup width E of every stage (dac.md §4.1: 8)."""
+    """Factorised lookup width E of every stage (§7: 8)."""
     quantizer_dropout: float = 0.5
-    """Fraction p of each training batch given a random codebook count (dac.md §4.2: 0.5 in released configs)."""
+    """Fraction p of each training batch given a random codebook count (§7: 0.5 in released configs)."""
     exact_length: bool = True
     """Transposed convs with ``output_padding = stride % 2``, so decode gives exactly S·hop samples (ours). False
     keeps DAC 1.0.0's rule (8 samples short at 16 kHz, zero-padded back), as its released weights expect."""
@@ -154,7 +157,7 @@ class RVQGANConfig:
 
 
 def _dac_init(module: nn.Module) -> None:
-    """What DAC's ``init_weights`` actually does (dac.md §2.2): zero the bias of every ``nn.Conv1d``.
+    """What DAC's ``init_weights`` actually does (§7): zero the bias of every ``nn.Conv1d``.
 
     DAC also draws a truncated normal (std 0.02) into ``.weight``, but under weight norm ``.weight`` is recomputed
     from (g, v) on every forward, so that draw never takes effect and the weights keep PyTorch's default
@@ -174,7 +177,7 @@ class RVQGAN(ComputeAccounting, nn.Module):
     """
 
     loss_terms = ("vq/commitment", "vq/codebook")
-    """The terms ``forward`` puts in ``GeneratorOutput.losses`` (DAC's VQ losses, spec/dac.md §6.4)."""
+    """The terms ``forward`` puts in ``GeneratorOutput.losses`` (DAC's VQ losses, §7)."""
 
     def __init__(self, config: RVQGANConfig):
         super().__init__()

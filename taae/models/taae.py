@@ -1,4 +1,4 @@
-"""TAAE: patched waveform → transformer encoder → 6-dim FSQ at 25 Hz → mirror decoder (spec §2–§7).
+"""TAAE: patched waveform → transformer encoder → 6-dim FSQ at 25 Hz → mirror decoder (docs/architecture.md §1).
 
 Shape legend: B batch, T samples, P patch size, N frames at a stage's rate, C width, D latent dim, S latent
 frames, K tokens per frame.
@@ -9,11 +9,13 @@ frames, K tokens per frame.
 Stage i (encoder): strided conv (stride s_i, width w_{i-1} → w_i) then ``depths[i]`` transformer layers at w_i.
 The decoder mirrors it: transformer layers at w_i, then a transposed conv back to w_{i-1}.
 Defaults follow the paper where it speaks (patch 320, hop 640 → 25 Hz, D = 6, 17 levels, window 128 frames,
-head dim 128); the widths and depths are ours (the paper's are not published, §4–§5).
+head dim 128); the widths and depths are ours (the paper's are not published, §5).
 
-``causal: true`` builds the paper's causal variant (arXiv 2411.19842, Table 11; spec §12): the same layers with
+``causal: true`` builds the paper's causal variant (arXiv 2411.19842, Table 11; §9 item 13): the same layers with
 left-padded convs (:mod:`taae.nn.causal_conv`) and windows (left, 0), so every output depends only on the past and
 the current 40 ms frame. It streams exactly (:mod:`taae.streaming`) and has the non-causal model's parameter names.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from taae.models.base import GeneratorOutput, TokenSpec, count_parameters, pad_to_multiple
+from taae.models.base import GeneratorOutput, count_parameters, pad_to_multiple
 from taae.models.flops import ComputeAccounting, FlopCount, taae_flops
 from taae.nn.causal_conv import conv_layers
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
 from taae.quantizers.residual_fsq import PostHocResidualFSQ
+from taae.quantizers.token_spec import TokenSpec
 
 
 @dataclass
@@ -39,44 +42,44 @@ class TAAEConfig:
     """Everything that defines a TAAE model; the YAML's ``generator.init_args.config``."""
 
     sample_rate: int = 16000
-    """Audio sample rate in Hz (§2: 16 kHz)."""
+    """Audio sample rate in Hz (docs/architecture.md §1: 16 kHz)."""
     patch_size: int = 320
-    """Samples per patch: the polyphase reshape that opens the encoder (§2, paper)."""
+    """Samples per patch: the polyphase reshape that opens the encoder (docs/architecture.md §1, paper)."""
     stem_width: int = 256
     """Channels of the stem conv after patching (ours)."""
     widths: tuple[int, ...] = (256, 512)
     """Transformer width of each stage; each must be a multiple of ``head_dim`` (ours)."""
     strides: tuple[int, ...] = (1, 2)
-    """Downsampling of each stage; patch·Πstrides is the hop (§2: 320·2 = 640 → 25 Hz)."""
+    """Downsampling of each stage; patch·Πstrides is the hop (docs/architecture.md §1: 320·2 = 640 → 25 Hz)."""
     depths: tuple[int, ...] = (2, 2)
     """Transformer layers per encoder stage; the decoder mirrors them (ours)."""
     decoder_depths: tuple[int, ...] | None = None
     """Decoder layers per stage, in encoder order; None mirrors ``depths``."""
     latent_dim: int = 6
-    """FSQ dimensions (§6.1: 6)."""
+    """FSQ dimensions (§3: 6)."""
     fsq_levels: int = 17
-    """Levels per dimension of the trained FSQ (§6.1: 17)."""
+    """Levels per dimension of the trained FSQ (§3: 17)."""
     dither_prob: float = 0.5
-    """p of the two per-item Bernoulli draws of the dither mix (§6.2: 0.5 → 50% noise, 25% STE, 25% clean)."""
+    """p of the two per-item Bernoulli draws of the dither mix (§3: 0.5 → 50% noise, 25% STE, 25% clean)."""
     random_levels: tuple[int, ...] | None = (5, 9, 17)
-    """Levels drawn per item during training so that coarser post-hoc grids stay in range (§6.2, paper only)."""
+    """Levels drawn per item during training so that coarser post-hoc grids stay in range (§3, paper only)."""
     window: tuple[int, int] = (63, 64)
-    """Keys visible to query i: i−left … i+right (§3: 128 frames, released code (63, 64))."""
+    """Keys visible to query i: i−left … i+right (§5: 128 frames, released code (63, 64))."""
     head_dim: int = 128
-    """Attention head dim (§3: 128, heads = width / 128)."""
+    """Attention head dim (§5: 128, heads = width / 128)."""
     ffn_mult: int = 4
-    """SwiGLU hidden multiplier (§3)."""
+    """SwiGLU hidden multiplier (§5)."""
     norm_eps: float = 1e-2
-    """LayerNorm ε, raised from 1e-5 so that silence cannot blow up the normalisation (§3)."""
+    """LayerNorm ε, raised from 1e-5 so that silence cannot blow up the normalisation (§5)."""
     qk_norm_eps: float = 1e-6
     layer_scale_init: float = 1e-5
-    """LayerScale init on both residual branches (§3, released code)."""
+    """LayerScale init on both residual branches (§5, released code)."""
     attention_backend: str = "auto"
     """windowed_attention backend: auto | naive | sdpa | chunked | flex | flash."""
     checkpointing: bool = False
     """Activation checkpointing per transformer layer (saves memory, costs one extra forward)."""
     output_tanh: bool = False
-    """Soft-clip the output waveform with tanh (§2 step 6: off by default)."""
+    """Soft-clip the output waveform with tanh (a config flag of the released code, off by default)."""
     identity_stride1: bool = False
     """Stride-1 stages whose width does not change get no conv, as stable-audio-tools' TAAEBlock builds them
     (needed to load the released weights, see taae.interop); False gives every stage taae's 1×1 projection."""
@@ -84,11 +87,11 @@ class TAAEConfig:
     """How post-hoc tokens are formed: ``taae`` (canonical, round half up) or ``stable-codec`` (that package's own
     rounding and float order, so that its token datasets and ours agree; see taae.interop.stable_codec_tokens)."""
     presets: dict[str, ResidualPreset] = field(default_factory=dict)
-    """User post-hoc residual FSQ presets by name, beside the built-in 400/700/1000 bps ones (§7); ``add_preset``
+    """User post-hoc residual FSQ presets by name, beside the built-in 400/700/1000 bps ones (§4); ``add_preset``
     records here, so exports and checkpoints that carry the config keep them."""
     causal: bool = False
-    """Causal variant (§12): left-padded convs, past-only transposed convs; needs ``window`` (left, 0). The paper's
-    causal model has a 2.56 s per-layer field (Table 11), i.e. window (63, 0) at 25 Hz."""
+    """Causal variant (§9 item 13): left-padded convs, past-only transposed convs; needs ``window`` (left, 0). The
+    paper's causal model has a 2.56 s per-layer field (arXiv 2411.19842 Table 11), i.e. window (63, 0) at 25 Hz."""
 
     def __post_init__(self):
         for name in ("widths", "strides", "depths", "window"):
@@ -211,12 +214,12 @@ def _layers(coder: TAAEEncoder | TAAEDecoder) -> list[tuple[str, nn.Module]]:
 
 
 def patch(wav: Tensor, patch_size: int) -> Tensor:
-    """(B, 1, T) → (B, P, T/P): channel k holds the k-th sample of every patch (a pure reshape, §2)."""
+    """(B, 1, T) → (B, P, T/P): channel k holds the k-th sample of every patch (a pure reshape, architecture.md §1)."""
     return rearrange(wav, "b 1 (n p) -> b p n", p=patch_size)
 
 
 def unpatch(patches: Tensor) -> Tensor:
-    """(B, P, N) → (B, 1, N·P), the exact inverse of ``patch`` (always differentiable, §15.7)."""
+    """(B, P, N) → (B, 1, N·P), the exact inverse of ``patch`` (always differentiable, §9 item 7)."""
     return rearrange(patches, "b p n -> b 1 (n p)")
 
 
@@ -326,7 +329,7 @@ class TAAE(ComputeAccounting, nn.Module):
         return specs
 
     def add_preset(self, name: str, stages, allow_lossy: bool = False) -> TokenSpec:
-        """Register user stages ``[(levels, scale), …]`` under ``name`` (no retraining needed, §7).
+        """Register user stages ``[(levels, scale), …]`` under ``name`` (no retraining needed, §4).
 
         The preset is built on the model's device and recorded in ``config.presets``.
         """

@@ -1,9 +1,9 @@
 """Sliding-window self-attention with interchangeable backends.
 
-TAAE restricts every transformer layer to a local window (spec §3): with ``window=(left, right)`` key ``j`` is
+TAAE restricts every transformer layer to a local window (§5): with ``window=(left, right)`` key ``j`` is
 visible to query ``i`` iff ``i - left <= j <= i + right``, both ends inclusive, exactly flash-attn's
 ``window_size`` semantics. The released code (stable-audio-tools) needs flash-attn for this and otherwise runs
-*full* attention (spec §15 item 1); here every backend computes the same windowed function:
+*full* attention (§9 item 1); here every backend computes the same windowed function:
 
 - ``naive``: explicit scores, additive ``-inf`` band mask, softmax in float32 (float64 for float64 input).
   The reference; memory O(N²).
@@ -20,6 +20,8 @@ Shapes:
 
 This file holds the dispatcher, the input checks and the dense backends; the ``chunked`` backend lives in
 :mod:`taae.nn.chunked_attention`, ``flex`` and ``flash`` in :mod:`taae.nn.fused_attention`.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from taae.nn.chunked_attention import CHUNKED_GROUP_BYTES as CHUNKED_GROUP_BYTES  # re-exported: tuned from here
-from taae.nn.chunked_attention import MIN_CHUNK_SIZE as MIN_CHUNK_SIZE
 from taae.nn.chunked_attention import _default_chunk_size, chunked_attention
 from taae.nn.fused_attention import _FLEX_ERRORS, _FLEX_OK, _flash, _flash_importable, _flex, _flex_compiles
 

@@ -1,4 +1,4 @@
-"""Causal convolutions for the causal TAAE (spec §12), each with a streaming step that carries its own state.
+"""Causal convolutions for the causal TAAE (§9 item 13), each with a streaming step that carries its own state.
 
 Shape legend: B batch, C input channels, C' output channels, L frames at the layer's input rate, s stride,
 k kernel size.
@@ -18,6 +18,8 @@ Streaming (``init_state`` / ``step``): the state is one tensor per layer, zeros 
 
 The layers keep the parameter names and shapes of their centred counterparts (``WNConv1d``, ``DownsampleConv``,
 ``UpsampleConv`` in :mod:`taae.nn.conv`), so a causal TAAE loads a non-causal one's weights.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def _centred_conv(in_channels: int, out_channels: int, kernel_size: int, bias: b
 
 def conv_layers(causal: bool) -> tuple:
     """(conv, down, up) layer types for a TAAE: centred as in the released code (``conv(c_in, c_out, kernel_size,
-    bias=True)`` padded by k // 2), or causal (spec §12) with the same parameter names and shapes."""
+    bias=True)`` padded by k // 2), or causal (§9 item 13) with the same parameter names and shapes."""
     if causal:
         return WNCausalConv1d, CausalDownsampleConv, CausalUpsampleConv
     return _centred_conv, DownsampleConv, UpsampleConv

@@ -1,6 +1,6 @@
 """The ``chunked`` backend of windowed attention: query blocks against their keys plus a halo, O(N·W) work.
 
-Spec §3 restricts attention to a local window; the dense backends still compute (or mask) all N² scores. Here the
+§5 restricts attention to a local window; the dense backends still compute (or mask) all N² scores. Here the
 queries are cut into chunks of C, and each chunk attends only to the W = C + left + right keys it can see:
 
     queries             |-- chunk g (C) --|
@@ -15,6 +15,8 @@ inputs and sends unbounded windows and single-chunk inputs to dense SDPA before 
 Shapes:
     B batch, H heads, N tokens, Dh head dim, C query chunk size, W = C + left + right keys seen by one chunk,
     M number of chunks, G chunks in one group.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

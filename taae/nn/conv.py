@@ -7,6 +7,8 @@ Length rules (all convs here keep them exact, so codecs never need to trim):
   s: ⌊(L + 2⌈s/2⌉ − 2s)/s⌋ + 1 = L/s. Stride 1 is a kernel-1 projection (kernel 2 would give L + 1).
 - ``UpsampleConv(stride s)``: kernel 2s, padding ⌈s/2⌉, output_padding s mod 2 → exactly s·L frames. Without
   ``output_padding`` odd strides lose one frame per block, the bug DAC's 16 kHz model has (8 samples short).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def WNConvTranspose1d(*args, **kwargs) -> nn.ConvTranspose1d:
 
 
 class Snake1d(nn.Module):
-    """Snake activation x + sin²(αx)/α with a learnable α per channel (DAC §2.1, α initialised to ones)."""
+    """Snake activation x + sin²(αx)/α with a learnable α per channel (DAC §7, α initialised to ones)."""
 
     def __init__(self, channels: int, eps: float = 1e-9):
         super().__init__()
@@ -42,7 +44,7 @@ class Snake1d(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """Snake → dilated conv k=7 → Snake → conv k=1, plus the input (DAC §3.1)."""
+    """Snake → dilated conv k=7 → Snake → conv k=1, plus the input (DAC §7)."""
 
     def __init__(self, channels: int, dilation: int = 1, kernel_size: int = 7):
         super().__init__()
@@ -77,7 +79,7 @@ class DownsampleConv(nn.Module):
 
 
 class UpsampleConv(nn.Module):
-    """Transposed conv, kernel 2s, padding ⌈s/2⌉, output_padding s mod 2: L → s·L exactly (DAC §3.4 fix).
+    """Transposed conv, kernel 2s, padding ⌈s/2⌉, output_padding s mod 2: L → s·L exactly (DAC §7 fix).
 
     (L−1)s − 2⌈s/2⌉ + 2s + (s mod 2) = sL for every s ≥ 2; stride 1 is a kernel-1 projection.
     """

@@ -1,12 +1,14 @@
 """The CUDA-only backends of windowed attention: FlexAttention (``flex``) and flash-attn (``flash``).
 
-Both compute the spec §3 window inside one fused kernel instead of masking dense scores. Neither is guaranteed to
+Both compute the §5 window inside one fused kernel instead of masking dense scores. Neither is guaranteed to
 work: flash-attn is an optional package (fp16/bf16 only), and ``torch.compile(flex_attention)`` can fail or
 silently fall back to a slow eager path, so FlexAttention is probed once per (device, dtype, head dim) and trusted
 only after a real compile. What to run instead when a probe fails is decided in :mod:`taae.nn.attention`.
 
 Shapes:
     B batch, H heads, N tokens, Dh head dim.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Partial rotary position embedding (RoPE), computed in float32.
 
-TAAE rotates only the first half of each head's dims (spec §3: 64 of 128, base 10 000) with the half-split
+TAAE rotates only the first half of each head's dims (§5: 64 of 128, base 10 000) with the half-split
 convention: dim ``i`` pairs with dim ``i + R/2`` (not the interleaved ``(2i, 2i + 1)`` pairing), as in
 stable-audio-tools' ``rotate_half``. Positions restart at 0 on every call unless an ``offset`` is given, or, in
 :meth:`RotaryEmbedding.rotate_at`, one absolute position per token (streaming).
@@ -10,6 +10,8 @@ phases.
 
 Shapes:
     B batch, H heads, N tokens, Dh head dim, R rotary dims (even, R <= Dh).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
-"""The TAAE transformer layer (spec §3) and a stack of them.
+"""The TAAE transformer layer (§5) and a stack of them.
 
 Shape legend: B batch, N frames (tokens), C model width, H heads, Dh head dim.
 
 Pre-norm residual block:  x ← x + γ_att ⊙ Attn(LN₁(x));  x ← x + γ_ff ⊙ SwiGLU(LN₂(x))
-- LN₁/LN₂: scale only, no bias, ε = 1e-2 (raised so that near-silent input does not blow up, §3).
+- LN₁/LN₂: scale only, no bias, ε = 1e-2 (raised so that near-silent input does not blow up, §5).
 - QK-norm: LayerNorm over Dh with affine weight and bias, shared by all heads, before RoPE.
 - RoPE on the first half of each head's dims; sliding-window attention (flash-attn window semantics).
 - LayerScale γ initialised to 1e-5 on both branches, so the block starts close to identity.
 
 Streaming (causal windows ``(left, 0)`` only): ``init_state(batch_size)`` and ``step(x, state) -> (y, state)`` run one
 chunk at a time against a KV cache (:mod:`taae.nn.kv_cache`) and give the offline ``forward``'s numbers.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from taae.nn.rope import RotaryEmbedding, apply_rotary
 
 
 class LayerScale(nn.Module):
-    """Per-channel learnable scale on a residual branch (CaiT); init 1e-5 as in the released code (§3)."""
+    """Per-channel learnable scale on a residual branch (CaiT); init 1e-5 as in the released code (§5)."""
 
     def __init__(self, dim: int, init: float = 1e-5):
         super().__init__()
@@ -41,7 +43,7 @@ class LayerScale(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """Linear(C, 2·m·C) → value · SiLU(gate) → Linear(m·C, C), both with bias (§3, m = 4)."""
+    """Linear(C, 2·m·C) → value · SiLU(gate) → Linear(m·C, C), both with bias (§5, m = 4)."""
 
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()

@@ -1,9 +1,9 @@
 """Finite scalar quantisation with TAAE's symmetric grid, per-item dither mix and exact int64 index math.
 
-Implements taae.md §6 (Parker et al. 2024, arXiv 2411.19842 §3.2): the latent is bounded by b = tanh(z) and each
+Implements §3 (Parker et al. 2024, arXiv 2411.19842 §3.2): the latent is bounded by b = tanh(z) and each
 dimension is rounded to the symmetric L-point grid {-1 + 2k/(L-1)}, which holds ±1 (and 0 for odd L). Training
-replaces hard rounding by the per-item mix of pass-through, straight-through and uniform noise (§6.2). Indices are
-mixed radix with the first dimension least significant, computed in int64 (§6.1, §15 item 3): a float32 sum is
+replaces hard rounding by the per-item mix of pass-through, straight-through and uniform noise (§3). Indices are
+mixed radix with the first dimension least significant, computed in int64 (§3, §9 item 3): a float32 sum is
 exact only up to 2^24, below 17^6 - 1 = 24 137 568.
 
 One rounding rule serves quantisation, index math and the post-hoc residual stages (residual_fsq.py): round half
@@ -12,9 +12,11 @@ up, as in the paper's Eq. 1,
     digit = clamp(floor((L - 1)(x + 1)/2 + 1/2), 0, L - 1),        value = 2·digit/(L - 1) - 1.
 
 The released code uses torch.round (half to even); the two differ only at exact ties, which the greedy residual
-encoder does hit (§7), so the rule is fixed here once.
+encoder does hit (§4), so the rule is fixed here once.
 
 Shape legend: B batch, D latent dim, S frames.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 
 def as_levels(name: str, levels: Sequence[int]) -> tuple[int, ...]:
@@ -64,8 +66,8 @@ def grid_values(digits: Tensor, levels: Tensor, dtype: torch.dtype = torch.float
 
 
 def _upcast(x: Tensor) -> Tensor:
-    # §6.2: quantise in float32 or wider. bf16 keeps 8 significant bits, too few for tanh near ±1 and for the
-    # residual stages (fsq-library.md §5.4), so lower precision is up-cast and the codes stay float32.
+    # §3: quantise in float32 or wider. bf16 keeps 8 significant bits, too few for tanh near ±1 and for the
+    # residual stages (docs/architecture.md §4), so lower precision is up-cast and the codes stay float32.
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
@@ -79,15 +81,15 @@ class FSQ(nn.Module):
     """TAAE's finite scalar quantiser on a channel-first latent (B, D, S).
 
     Args:
-        levels: grid size L per latent dimension; the paper's model uses 17 levels on 6 dimensions (§6.1).
-        dither_prob: the Bernoulli probability p of both per-item masks of §6.2 (the reference code's
+        levels: grid size L per latent dimension; the paper's model uses 17 levels on 6 dimensions (§3).
+        dither_prob: the Bernoulli probability p of both per-item masks of §3 (the reference code's
             ``noise_dropout``). An item is passed through with probability p², straight-through quantised with
             p(1 - p) and noised with 1 - p; at the paper's p = 0.5 that is 25% / 25% / 50%. Beware: noise goes
             where the second mask is off, so its share grows as p falls (the reference wrapper's p = 0.05 gives
-            95% noise, §6.2 item 4).
+            95% noise, §9 item 4).
         random_levels: optional set of grid sizes (the paper's {5, 9, 17}) sampled during training. Each batch item
             draws one L uniformly and every dimension of that item uses it; the paper does not state the
-            granularity or the probabilities (§6.2, NF), so per item and uniform are ours. Both the grid and the
+            granularity or the probabilities (§3, NF), so per item and uniform are ours. Both the grid and the
             noise width follow the sampled L. Evaluation always uses ``levels``.
 
     Codes come back as float32 (float64 when the input is float64); the quantiser runs with autocast disabled.
@@ -97,7 +99,7 @@ class FSQ(nn.Module):
     def __init__(
         self,
         levels: Sequence[int] = (17,) * 6,
-        dither_prob: float = 0.5,  # §6.2, p = 0.5
+        dither_prob: float = 0.5,  # §3, p = 0.5
         random_levels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -126,7 +128,7 @@ class FSQ(nn.Module):
 
     @staticmethod
     def bound(z: Tensor) -> Tensor:
-        """Plain tanh (§6.1), without the epsilon and even-L shift of Mentzer et al.'s bound."""
+        """Plain tanh (§3), without the epsilon and even-L shift of Mentzer et al.'s bound."""
         return torch.tanh(z)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -144,7 +146,7 @@ class FSQ(nn.Module):
             return self.quantize(self.bound(_upcast(z)))
 
     def quantize(self, b: Tensor) -> Tensor:
-        """Quantise a bounded latent b in [-1, 1]; hard rounding in eval mode, the §6.2 dither mix in train mode.
+        """Quantise a bounded latent b in [-1, 1]; hard rounding in eval mode, the §3 dither mix in train mode.
 
         Args:
             b: (B, D, S) bounded latent, e.g. ``tanh(z)``.
@@ -169,15 +171,15 @@ class FSQ(nn.Module):
         quantized = grid_values(grid_digits(b, levels), levels, b.dtype)
         step = (2.0 / (levels - 1)).to(b.dtype)
 
-        # §6.2 step 1: m1 keeps b, otherwise the straight-through quantiser b + sg(Q(b) - b).
+        # §3 step 1: m1 keeps b, otherwise the straight-through quantiser b + sg(Q(b) - b).
         keep = self._item_mask(B, b)
         out = torch.where(keep, b, _straight_through(quantized, b))
-        # §6.2 step 2: where an independent m2 is 0, uniform noise of one step's width replaces the result.
+        # §3 step 2: where an independent m2 is 0, uniform noise of one step's width replaces the result.
         noise = (torch.rand_like(b) - 0.5) * step  # U[-Δ/2, Δ/2)
         return torch.where(self._item_mask(B, b), out, b + noise)
 
     def _item_mask(self, batch: int, like: Tensor) -> Tensor:
-        # One Bernoulli(p) draw per batch item, broadcast over dims and frames (§6.2; vqp draws per element).
+        # One Bernoulli(p) draw per batch item, broadcast over dims and frames (§3; vqp draws per element).
         return torch.rand(batch, 1, 1, device=like.device) < self.dither_prob
 
     def codes_to_indices(self, codes: Tensor) -> Tensor:
@@ -194,7 +196,7 @@ class FSQ(nn.Module):
             raise TypeError(f"codes must be a float tensor, got {codes.dtype}")
         if not torch.isfinite(codes).all():
             raise ValueError("codes hold NaN or infinite values; they have no index")
-        # Digits become int64 before they meet the int64 basis: no float sum ever holds an index (§15 item 3).
+        # Digits become int64 before they meet the int64 basis: no float sum ever holds an index (§9 item 3).
         digits = grid_digits(codes, self._levels)  # (B, D, S)
         return reduce(digits * self._basis, "b d s -> b s", "sum")
 

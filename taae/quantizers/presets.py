@@ -8,6 +8,8 @@ or checkpoint that carries the config rebuilds them. The buffers are non-persist
 model's weights alone.
 
 Shape legend: B batch, D latent dim, S frames, K stages (tokens per frame).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ __all__ = ["ResidualPreset", "ResidualPresets", "as_preset"]
 
 @dataclass
 class ResidualPreset:
-    """One user preset: the stages of a post-hoc residual FSQ (no retraining, Parker et al. 2024 §3.3)."""
+    """One user preset: the stages of a post-hoc residual FSQ (no retraining, Parker et al. 2024 §5)."""
 
     stages: list[tuple[int | list[int], float]]
     """``[(levels, scale), …]``: levels per dimension (one int for all) and the stage's range s_k."""

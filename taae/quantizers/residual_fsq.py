@@ -1,6 +1,6 @@
 """Post-hoc residual FSQ: re-quantise a trained FSQ latent with a stack of coarser grids, without retraining.
 
-Implements taae.md §7 (Parker et al. 2024, Eqs. 3-4, Table 1). Stage k has L_k levels per dimension and a scale
+Implements §4 (Parker et al. 2024, Eqs. 3-4, Table 1). Stage k has L_k levels per dimension and a scale
 s_k; starting from the bounded latent r_0 = tanh(z), each stage rounds its residual to the grid s_k·ℓ_{L_k}:
 
     q_k = s_k · grid_{L_k}(r_{k-1} / s_k),      r_k = r_{k-1} - q_k,      decode = clip(Σ_k q_k, -1, 1).
@@ -10,13 +10,15 @@ With s_0 = 1 and s_{k+1} = s_k / (L_k - 1) the stage grids sum to a finer grid: 
 codes at 700 or 1000 bps as at the native rate.
 
 Numerics: the residuals are float64 and tokens are int64 mixed-radix indices (first dimension least significant)
-that never pass through float32 (§15 item 3). Rounding is round half up, shared with fsq.py: the greedy encoder
+that never pass through float32 (§9 item 3). Rounding is round half up, shared with fsq.py: the greedy encoder
 meets exact ties (0.25 against the 5-level step 0.5 rounds up to 0.5 and leaves -0.25 for the next stage), and a
 fixed rule keeps the tokens deterministic. Tokens are also made canonical (see ``encode``): greedy rounding of a
 raw latent can reach one decoded value through two token tuples. Unlike the released code, decode clips the sum
-to [-1, 1] (§15 item 4) and checks every token's range.
+to [-1, 1] (§9 item 4) and checks every token's range.
 
 Shape legend: B batch, D latent dim, S frames, K stages.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import torch
 from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
-from taae.models.base import TokenSpec
 from taae.quantizers.fsq import as_levels, grid_digits, grid_values
+from taae.quantizers.token_spec import TokenSpec
 
-# Official stable-codec presets, stages as (levels per dimension, scale) (§7 table).
+# Official stable-codec presets, stages as (levels per dimension, scale) (§4 table).
 PRESETS: dict[str, list[tuple[list[int], float]]] = {
     # Not a decomposition: one coarser 6-level grid {±1, ±0.6, ±0.2}, tolerated because training saw L >= 5.
     "1x46656_400bps": [([6] * 6, 1.0)],
@@ -54,7 +56,7 @@ class PostHocResidualFSQ(nn.Module):
 
     Coverage: the first grid must reach ±1 (s_0 >= 1) and each later grid must span the worst-case residual of
     the one before, s_{k+1} >= s_k / (L_k - 1) (half of stage k's step). A stage set that breaks this silently
-    clips residuals: the official code accepts it and yields out-of-range digits (§15 item 4).
+    clips residuals: the official code accepts it and yields out-of-range digits (§9 item 4).
     """
 
     def __init__(
@@ -132,7 +134,7 @@ class PostHocResidualFSQ(nn.Module):
 
     @property
     def bits_per_frame(self) -> int:
-        """Whole bits per token (⌈log2⌉, the paper's convention, §6.3), summed over the stages."""
+        """Whole bits per token (⌈log2⌉, the paper's convention, §2), summed over the stages."""
         return self.token_spec(0.0).bits_per_frame
 
     @property
@@ -215,7 +217,7 @@ class PostHocResidualFSQ(nn.Module):
             digits = (rearrange(tokens[:, k], "b s -> b 1 s") // self._basis[k]) % self._levels[k]  # (B, D, S)
             total.add_(grid_values(digits, self._levels[k]).mul_(scale))
         # Encoder-made tokens always sum inside [-1, 1], but a language model can emit any tuple: 16% of the 5x5
-        # pairs reach ±1.25 and 32% of the 3^4 tuples ±1.875 (§7). The paper clips; the released code does not.
+        # pairs reach ±1.25 and 32% of the 3^4 tuples ±1.875 (§4). The paper clips; the released code does not.
         return total.clamp(-1.0, 1.0).to(torch.float32)
 
     def is_exact_for(self, levels: int) -> bool:

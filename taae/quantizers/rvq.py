@@ -17,6 +17,8 @@ Why this is written here rather than taken from vector-quantize-pytorch's ``Resi
 - Indices: we return int64 (B, K, S) everywhere.
 
 The loop below is short enough that matching DAC exactly by hand is cheaper than bending the library.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -50,14 +52,14 @@ class RVQOutput:
 
 
 class VectorQuantizer(nn.Module):
-    """One factorised VQ stage (DAC §4.1): project D → E, pick the max-cosine codebook row, project E → D."""
+    """One factorised VQ stage (DAC §7): project D → E, pick the max-cosine codebook row, project E → D."""
 
     def __init__(self, input_dim: int, codebook_size: int, codebook_dim: int):
         super().__init__()
         self.codebook_size = codebook_size
         self.in_proj = WNConv1d(input_dim, codebook_dim, kernel_size=1)
         self.out_proj = WNConv1d(codebook_dim, input_dim, kernel_size=1)
-        # nn.Embedding's N(0, 1) init, no EMA, no k-means init (DAC §4.1).
+        # nn.Embedding's N(0, 1) init, no EMA, no k-means init (DAC §7).
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
 
     def lookup(self, z_e: Tensor) -> Tensor:
@@ -86,7 +88,7 @@ class VectorQuantizer(nn.Module):
 
 
 class ResidualVectorQuantizer(nn.Module):
-    """K factorised VQ stages on full-space residuals, with DAC's per-item quantizer dropout (DAC §4.2).
+    """K factorised VQ stages on full-space residuals, with DAC's per-item quantizer dropout (DAC §7).
 
     Args:
         input_dim: D, the encoder latent width.

@@ -1,4 +1,7 @@
-"""Exponential moving average of the generator's weights (export prefers these, spec §9.4)."""
+"""Exponential moving average of the generator's weights (export prefers these, §6).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ class EMA(nn.Module):
     """A frozen copy of ``model`` whose weights track it with decay min(β, 1 − (1 + step)^−power).
 
     The warm-up term lets the average follow the fast early changes (β = 0.9999 alone would keep the random
-    init for ~10k steps); β and power 3/4 are the released code's values (§9.4). ``step`` is a buffer, so a
+    init for ~10k steps); β and power 3/4 are the released code's values (§6). ``step`` is a buffer, so a
     resumed run continues the same schedule.
     """
 

@@ -2,8 +2,8 @@
 
 Shape legend: B batch, T samples.
 
-Each batch, in this order (DAC's order, §6.7 of spec/dac.md; the official TAAE code alternates G and D batches,
-which halves what each one sees, spec/taae.md §15.12):
+Each batch, in this order (DAC's order, §7; the official TAAE code alternates G and D batches,
+which halves what each one sees, §9 item 12):
   1. generator forward (train mode: FSQ dither / quantizer dropout);
   2. discriminator step on the real batch and the detached reconstruction, clipped to ``grad_clip_d``;
   3. generator step on reconstruction + adversarial + feature-matching (+ perceptual) terms, against the
@@ -17,6 +17,8 @@ is a skip on every rank (``taae.training.distributed``).
 Lightning counts every optimiser step in ``trainer.global_step``; G and D both step on each batch (a gradient-free
 D step while the discriminator is off), so ``max_steps: 2000`` means 1000 batches (``train/steps`` logs generator
 steps).
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
 
 from __future__ import annotations
@@ -44,21 +46,26 @@ from taae.losses import (
     generator_adversarial_loss,
 )
 from taae.models import model_spec
+from taae.models.interface import check_codec_model
 from taae.safety import load_checkpoint, make_checkpoint_safe
 from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA
 from taae.training.guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, SkipGuard, checkpoint_paths
 
+DEFAULT_ADAMW = {"lr": 1e-4, "betas": (0.8, 0.99)}
+"""The optimiser of a config that names none: DAC's AdamW (descript-audio-codec ``conf/base.yml``). The optimisers
+are experiment choices, so every shipped recipe sets ``optimizer_g`` and ``optimizer_d`` in its YAML
+(``tests/test_config_choices.py``); this default only keeps a hand-built module usable."""
 DEFAULT_LOSS_WEIGHTS = {"mel": 15.0, "adv_gen": 1.0, "adv_feat": 2.0}
-"""DAC's λ for the shared terms (spec/dac.md §6.6); model-specific terms (vq/…) come from the config."""
+"""DAC's λ for the shared terms (§7); model-specific terms (vq/…) come from the config."""
 
 
 class CodecModule(L.LightningModule):
     """Train a codec model with spectral, adversarial, feature-matching and optional perceptual losses.
 
     Args:
-        generator: any codec model with the interface of ``taae.models.base`` (TAAE, RVQGAN).
+        generator: a :class:`taae.models.interface.CodecModel` (TAAE, RVQGAN); anything else is a ``TypeError``.
         discriminator: a module returning ``list[list[Tensor]]`` (features, logits last), or None for a
             purely spectral run.
         mel_loss, stft_loss, waveform_loss, perceptual_loss: loss modules ``loss(pred, target)``; a term with
@@ -73,12 +80,12 @@ class CodecModule(L.LightningModule):
             (``vq/…``) never pass through it. Both log ``train/share/<term>`` and ``train/weight/<term>``.
         adversarial_loss: ``hinge`` (TAAE code default) or ``lsgan`` (DAC).
         feature_matching_normalized: TAAE's normalised L1 (True) or DAC's plain sum (False).
-        waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§9.1: "decaying").
+        waveform_decay: the waveform L1 weight is multiplied by this on every generator step (§6: "decaying").
         adversarial_warmup_steps: generator steps before the adversarial and feature-matching terms switch
             on; the discriminator trains from the start (official "adv" warm-up mode).
         discriminator_start_steps: generator steps before the discriminator is even run: a pure
             reconstruction phase that costs no discriminator compute (useful on CPUs; 0 = from the start).
-        optimizer_g, optimizer_d: optimiser factories; None = AdamW(lr 1e-4, betas (0.8, 0.99)) (DAC §7).
+        optimizer_g, optimizer_d: optimiser factories; None = ``DEFAULT_ADAMW`` (DAC's AdamW). Recipes set them.
         scheduler_g, scheduler_d: LR scheduler factories stepped once per batch, or None.
         grad_clip_g, grad_clip_d: max gradient norms (DAC: 1000 and 10); None disables clipping.
         ema_decay: EMA of the generator (β, e.g. 0.9999), or None. Validation and export use it when on.
@@ -119,6 +126,7 @@ class CodecModule(L.LightningModule):
         max_consecutive_skips: int = DEFAULT_MAX_CONSECUTIVE_SKIPS,
     ):
         super().__init__()
+        check_codec_model(generator, "model.generator")
         self.save_hyperparameters(ignore=["generator", "discriminator", "mel_loss", "stft_loss", "waveform_loss",
                                           "perceptual_loss", "balancer"])
         self.automatic_optimization = False
@@ -198,7 +206,7 @@ class CodecModule(L.LightningModule):
 
     def configure_optimizers(self):
         def adamw(params):
-            return torch.optim.AdamW(params, lr=1e-4, betas=(0.8, 0.99))
+            return torch.optim.AdamW(params, **DEFAULT_ADAMW)
 
         opt_g = (self.optimizer_g or adamw)(self.generator.parameters())
         # Without a discriminator, D's optimiser holds one unused scalar so that both step counts stay aligned.

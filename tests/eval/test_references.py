@@ -15,7 +15,7 @@ from taae.eval.references import (
     envelope_delay,
     match_length,
 )
-from taae.models.base import TokenSpec
+from taae.quantizers.token_spec import TokenSpec
 
 SR = 16000
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from taae.eval.metrics import EntropyStats
+from taae.eval.inputs import list_audio_files
 from taae.eval.report import (
     EvalReport,
     FileResult,
@@ -19,7 +19,7 @@ from taae.eval.report import (
     table_header,
     write_report,
 )
-from taae.eval.run import list_audio_files
+from taae.eval.token_stats import EntropyStats
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = ["si_sdr", "pesq_wb"]

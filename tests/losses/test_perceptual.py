@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # noqa: F401  (a required dependency: a missing one is an error, not a skip)
 from torch import nn
 
 from taae.losses.perceptual import RANDOM_WAVLM_CONFIG, WavLMFeatureLoss, check_wavlm_folder, save_random_wavlm
 from tests.conftest import synth_speech
-
-pytest.importorskip("transformers")
 
 TINY = RANDOM_WAVLM_CONFIG  # WavLM-Large's layout at toy width
 

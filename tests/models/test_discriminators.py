@@ -1,5 +1,8 @@
 """Discriminators: output structure, gradients to the input, DAC parameter counts, inharmonic FFT sizes, odd
-lengths, input normalisation, and composition from a config."""
+lengths, input normalisation, and composition from a config.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ def test_structure_and_gradient(build, n_sub, n_maps, wav):
 
 
 def test_dac_parameter_counts():
-    # spec/dac.md §1: 5 MPDs of 8.22 M, 3 MRDs of 0.47 M, 42.52 M in all
+    # §7: 5 MPDs of 8.22 M, 3 MRDs of 0.47 M, 42.52 M in all
     with torch.device("meta"):
         mpd, mbd = MultiPeriodDiscriminator(), MultiBandDiscriminator()
     assert len(mpd.discriminators) == 5 and len(mbd.discriminators) == 3

@@ -51,11 +51,26 @@ def test_silence_and_tiny_inputs_give_finite_outputs_and_gradients(amplitude):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
-def test_gradients_reach_the_encoder_through_the_quantizer():
-    model = tiny(dither_prob=0.5).train()
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_the_quantizer_passes_gradients_straight_through(mode):
+    """Every quantiser path (dither mix in train mode, rounding in eval mode) has unit slope in the bounded latent:
+    the encoder output z receives exactly ∂L/∂codes · tanh'(z), and the encoder's weights get their share of it."""
+    model = tiny(dither_prob=0.5).train(mode == "train")
+    seen = {}
+
+    def keep(module, inputs, output):
+        seen["z"], seen["codes"] = inputs[0], output
+        inputs[0].retain_grad()
+        output.retain_grad()
+
+    model.quantizer.register_forward_hook(keep)
     out = model(torch.randn(4, 1, 6400) * 0.1)
     (out.audio - 0.1).square().mean().backward()
-    assert model.encoder.stem.parametrizations.weight.original1.grad.abs().sum() > 0
+    z, codes = seen["z"], seen["codes"]
+    assert codes.grad.abs().amax() > 0
+    torch.testing.assert_close(z.grad, codes.grad * (1 - torch.tanh(z.detach()) ** 2), rtol=1e-5, atol=1e-12)
+    stem = model.encoder.stem.parametrizations.weight.original1
+    assert torch.isfinite(stem.grad).all() and stem.grad.abs().amax() > 0
 
 
 def test_tokens_are_int64_and_decode_to_the_eval_path():
@@ -71,9 +86,13 @@ def test_tokens_are_int64_and_decode_to_the_eval_path():
 
 
 def test_encode_uses_eval_quantisation_in_train_mode():
-    model = tiny().train()
+    model = tiny().eval()
     wav = torch.randn(2, 1, 6400) * 0.1
-    assert torch.equal(model.encode(wav), model.encode(wav))
+    reference = {preset: model.encode(wav, preset) for preset in (None, "700bps")}
+    model.train()  # dither would change the codes of about half the items if encode followed the mode
+    for preset, tokens in reference.items():
+        assert torch.equal(model.encode(wav, preset), tokens), preset
+    assert model.training  # and encode leaves the mode alone
 
 
 def test_presets_decode_identically_at_700_and_1000_bps():
@@ -136,7 +155,7 @@ def test_identity_stride1_is_the_official_layout_and_validated():
         TAAEConfig(token_rule="sc")
 
 
-# -- the causal variant (spec §12) -------------------------------------------------------------------------------
+# -- the causal variant (docs/decisions.md §9 item 13) ---------------------------------------------------------------
 
 def causal_tiny(**kwargs) -> TAAE:
     values = dict(patch_size=16, stem_width=32, widths=(32, 32), strides=(1, 2), depths=(1, 1), head_dim=16,

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from taae.nn import attention as attn_mod
+from taae.nn import chunked_attention as chunked_mod
 from taae.nn.attention import available_backends, choose_backend, windowed_attention
 
 CPU_BACKENDS = ["naive", "sdpa", "chunked", "auto"]
@@ -80,7 +81,7 @@ def test_chunked_odd_chunk_sizes(window, chunk_size):
 def test_chunked_in_several_groups(monkeypatch, window, group_bytes):
     # Tiny group budgets force one chunk (or a few) per group: halo keys are then shared between groups and their
     # gradients must add up across the group loop.
-    monkeypatch.setitem(attn_mod.CHUNKED_GROUP_BYTES, "cpu", group_bytes)
+    monkeypatch.setitem(chunked_mod.CHUNKED_GROUP_BYTES, "cpu", group_bytes)
     q, k, v = _qkv(2, 2, 777, 16)
     expected = _forward_backward("naive", q, k, v, window)
     got = _forward_backward("chunked", q, k, v, window, chunk_size=40)
@@ -91,7 +92,7 @@ def test_chunked_in_several_groups(monkeypatch, window, group_bytes):
 
 
 def test_chunked_gradcheck(monkeypatch):
-    monkeypatch.setitem(attn_mod.CHUNKED_GROUP_BYTES, "cpu", 1)
+    monkeypatch.setitem(chunked_mod.CHUNKED_GROUP_BYTES, "cpu", 1)
     q, k, v = _qkv(1, 1, 13, 3, dtype=torch.float64)
     fn = lambda q, k, v: windowed_attention(q, k, v, (2, 3), backend="chunked", chunk_size=4)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (q, k, v), fast_mode=True)

@@ -1,9 +1,13 @@
-"""FSQ: grid, exact int64 index math over all 17^6 codes, §6.2 dither mix, gradients, dtypes, vqp parity."""
+"""FSQ: grid, exact int64 index math over all 17^6 codes, §3 dither mix, gradients, dtypes, vqp parity.
+
+Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import vector_quantize_pytorch as vqp  # a required dependency: the cross-check's reference, never skipped
 
 from taae.quantizers.fsq import FSQ, grid_digits, grid_values
 
@@ -161,7 +165,6 @@ def test_state_dict_empty_and_token_spec():
     assert spec.vocab_sizes == (17**6,) and spec.bitrate == 625 and round(spec.exact_bitrate, 1) == 613.1
 
 
-vqp = pytest.importorskip("vector_quantize_pytorch")
 
 
 def _away_from_ties(b: torch.Tensor, levels: int, margin: float = 1e-5) -> torch.Tensor:

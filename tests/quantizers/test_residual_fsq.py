@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from taae.models.base import TokenSpec
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.residual_fsq import PRESET_ALIASES, PRESETS, PostHocResidualFSQ
+from taae.quantizers.token_spec import TokenSpec
 
 # Shape legend: B batch, D latent dim, S frames, K stages.
 

@@ -56,7 +56,8 @@ def test_series_reads_each_rungs_files_paired_and_by_size(study):
 
 def test_fit_command_recovers_the_synthetic_exponents(study, capsys):
     _, paths = study
-    assert main(["fit", "--table", str(paths["csv"]), "--metric", "mel", "--preset", "700bps", "--num-boot", "200"]) == 0
+    args = ["fit", "--table", str(paths["csv"]), "--metric", "mel", "--preset", "700bps", "--num-boot", "200"]
+    assert main(args) == 0
     record = json.loads((paths["csv"].parent / "fit_mel_700bps.json").read_text())
     saturating = {(f["family"], f["x"]): f for f in record["fits"] if f["offset"]}
     assert saturating["taae", "parameters"]["ci"]["b"][0] < -0.25 < saturating["taae", "parameters"]["ci"]["b"][1]
