@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "fsync_dir", "write_bytes", "write_error", "write_many", "write_text"]
+__all__ = ["TEMP_SUFFIX", "atomic_write", "fsync_dir", "write_bytes", "write_error", "write_many", "write_text",
+           "write_with"]
 
 TEMP_SUFFIX = ".tmp"
 """Temporary files are ``.<name>.<random>.tmp`` next to their target."""
@@ -115,6 +116,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
             raise
         raise named from err
     fsync_dir(path.parent)
+
+
+def write_with(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """For writers that need a path of their own (matplotlib's ``savefig``, Lightning's ``save_checkpoint``):
+    ``write(tmp)`` fills a temporary sibling of ``path``, which then replaces ``path`` as in :func:`atomic_write`."""
+    path = Path(path)
+    tmp, f = _open_temp(path, "wb", None, None)
+    f.close()
+    try:
+        write(tmp)
+        _finish(tmp, open(tmp, "rb+"), path)
+        os.replace(tmp, path)
+    except BaseException as err:
+        named = _discard(tmp, None, path, err)
+        if named is err:
+            raise
+        raise named from err
+    fsync_dir(path.parent)
+    return path
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -171,3 +171,20 @@ def test_disk_full_keeps_every_previous_file(full_disk, codec, capsys):
     assert f"cannot write {files['tokens']}: no space left on device" in err
     assert _snapshot(full_disk) == before
     assert sf.info(str(files["wav"])).frames == 8000  # the previous WAV, not a truncated new one
+
+
+def test_a_path_writer_replaces_the_file_or_leaves_it_as_it_was(tmp_path):
+    from taae.atomic import write_with
+
+    target = tmp_path / "fig.png"
+    target.write_bytes(b"previous")
+
+    def half_then_crash(tmp):
+        tmp.write_bytes(b"half a figure")
+        raise RuntimeError("simulated crash inside savefig")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        write_with(target, half_then_crash)
+    assert target.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+    write_with(target, lambda tmp: tmp.write_bytes(b"new figure"))
+    assert target.read_bytes() == b"new figure" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]

@@ -3,7 +3,7 @@
 A study runs for hours and is meant to be interrupted and resumed: a half-written ``result.json`` would mark a
 rung as finished with garbage in it. Every file is written to a temporary file in the same folder, flushed to
 disk (fsync) and renamed over the target (``os.replace`` is atomic within one file system). Text goes through
-:mod:`taae.atomic`; ``atomic_write`` is the same for writers that need a path (checkpoints, figures).
+:mod:`taae.atomic`; ``taae.atomic.write_with`` is the same for writers that need a path (checkpoints, figures).
 """
 
 from __future__ import annotations
@@ -12,33 +12,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taae.atomic import _new_file_mode, fsync_dir
 from taae.atomic import write_text as atomic_write_text
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary path next to ``path``, fsync it, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes the file private; a kept file gets the usual mode
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taae.atomic import write_with
 from taae.eval.metrics import HIGHER_IS_BETTER
 from taae.scaling import files
 from taae.scaling.fit import PowerLawFit, bootstrap_fit, bootstrap_means, rung_means
@@ -90,7 +91,7 @@ def plot(table: list[dict], out: str | Path, settings: PlotSettings | None = Non
                  "test files)")
     fig.tight_layout()
     paths = {"png": out.with_suffix(".png"), "csv": out.with_suffix(".csv")}
-    files.atomic_write(paths["png"], lambda tmp: fig.savefig(tmp, format="png", dpi=settings.dpi))
+    write_with(paths["png"], lambda tmp: fig.savefig(tmp, format="png", dpi=settings.dpi))
     plt.close(fig)
     columns = ["axis", "family", "rung", "x", "mean", "ci_low", "ci_high", "files", "fit", "fit_form"]
     files.write_csv(paths["csv"], columns, points)

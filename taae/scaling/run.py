@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from taae.atomic import write_with
 from taae.models import instantiate
 from taae.scaling import files, table
 from taae.scaling.ladder import Budget, Ladder, Rung, settings_record
@@ -221,7 +222,7 @@ def run_rung(p: RungPlan, ladder: Ladder, retrain_changed: bool = False) -> dict
         session, trainer = train(p)
         record["sessions"].append(session)
         files.write_json(plan_path, record)  # before final.ckpt: a final checkpoint always has its session
-        files.atomic_write(p.folder / "checkpoints" / FINAL_CHECKPOINT, lambda tmp: trainer.save_checkpoint(tmp))
+        write_with(p.folder / "checkpoints" / FINAL_CHECKPOINT, lambda tmp: trainer.save_checkpoint(tmp))
     log.info("%s: evaluating", p.rung.key)
     presets, per_file = evaluate(p, ladder)
     steps = record["sessions"][-1]["generator_steps"] if record["sessions"] else 0
