@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from taae.codec import Codec
 from taae.interop import import_official
 from taae.interop.stable_codec import config_from_official, load_stable_codec, official_name
-from tests.interop.common import PRESETS, STABLE_CODEC_DIR, checked_speech, outputs
+from tests.interop.common import PRESETS, SCHEMA_DIR, STABLE_CODEC_DIR, checked_speech, outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOL = dict(rtol=0, atol=1e-5)
@@ -214,3 +214,68 @@ def test_codec_load_of_the_official_folder_and_cli_import_round_trip(tmp_path, c
 def test_import_official_reports(tmp_path):
     notes = import_official("stable-codec", [STABLE_CODEC_DIR], tmp_path / "e")
     assert notes[-1].startswith(f"wrote {tmp_path / 'e'}: TAAE, 2,427,852 parameters")
+
+
+# -- what the official tools really write (issue 22) ------------------------------------------------------------
+
+SCHEMA_VERSIONS = ("0.0.17", "0.0.20")
+
+
+def _schema(version: str) -> dict:
+    return json.loads((SCHEMA_DIR / f"model_config_sat{version}.json").read_text())
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_full_schema_config_imports_and_equals_the_official_factory(version):
+    """A config with every key stable-audio-tools' autoencoder config carries (``sample_size``, ``training``, every
+    encoder/decoder/bottleneck/pretransform key the official classes accept), built by the official factory."""
+    config = SCHEMA_DIR / f"model_config_sat{version}.json"
+    loaded = load_stable_codec([config, STABLE_CODEC_DIR / "model.safetensors"])
+    out, meta = official(f"schema_sat{version.replace('.', '')}_outputs")
+    x = checked_speech(1.0, meta["input"]["sha256_16"])
+    latent = loaded.model.encode_unbounded(x)
+    torch.testing.assert_close(latent, out["latent"], **TOL)
+    assert torch.equal(loaded.model.quantizer(latent), out["codes"])
+    torch.testing.assert_close(loaded.model.decode_codes(out["codes"]), out["audio"], **TOL)
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_full_schema_report_lists_every_accepted_but_ignored_key(version):
+    _, notes = config_from_official(_schema(version))
+    report = "\n".join(notes)
+    ignored = ["sample_size", "training", "use_proj_head", "proj_head_dim", "detach_proj_head",
+               "encoder.requires_grad", "decoder.requires_grad", "bottleneck.requires_grad", "pretransform.enable_grad",
+               "dither_inference", "use_snake=False", "layer_scale=True", "use_dilated_conv=False", "conformer=False"]
+    if version == "0.0.20":
+        ignored += ["mapping_style='conv'", "oversampling=1", "postfilter_channels=0"]
+    for key in ignored:
+        assert key in report, key
+    assert "'demo'" in report and "'loss_configs'" in report and "'optimizer_configs'" in report
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["model"]["encoder"]["config"].update(mapping_style="linear"), "mapping_style='linear'"),
+    (lambda c: c["model"]["decoder"]["config"].update(mapping_style="none"), "mapping_style='none'"),
+    (lambda c: c["model"]["pretransform"]["config"].update(oversampling=2), "oversampling=2"),
+    (lambda c: c["model"]["pretransform"]["config"].update(postfilter_channels=32), "postfilter_channels=32"),
+    (lambda c: c["model"]["encoder"]["config"].update(conformer=True), "conformer=True"),
+    (lambda c: c["model"]["encoder"]["config"].update(layer_scale=False), "layer_scale=False"),
+    (lambda c: c["model"]["encoder"]["config"].update(fancy=1), "'fancy'"),
+    (lambda c: c.update(sample_sizes=16000), "'sample_sizes'"),
+])
+def test_full_schema_features_taae_lacks_stay_one_line_errors(edit, key):
+    config = _schema("0.0.20")
+    edit(config)
+    with pytest.raises(ValueError) as info:
+        config_from_official(config)
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_full_schema_import_report_is_printed(tmp_path, capsys):
+    from taae.__main__ import main
+
+    sources = [str(SCHEMA_DIR / "model_config_sat0.0.20.json"), str(STABLE_CODEC_DIR / "model.safetensors")]
+    assert main(["import", "stable-codec", *sources, str(tmp_path / "export")]) == 0
+    printed = capsys.readouterr().out
+    assert "sample_size: accepted, ignored" in printed and "mapping_style='conv'" in printed
