@@ -22,8 +22,18 @@ onto taae's TAAE with ``identity_stride1`` (no conv in a stride-1 block that kee
 
 Two official buffers are checked rather than stored: ``pre_norm.beta`` / ``ff_norm.beta`` (a bias-free LayerNorm's
 zero bias: must be zero) and ``rope.inv_freq`` (must equal taae's frequencies for head dim 128, to float32
-rounding). The JSON is translated key by key; a key taae does not know, or a feature it does not implement
-(``use_snake``, ``use_dilated_conv``, ``conformer``, a stride-1 block that changes width), is an error naming it.
+rounding). The JSON is translated key by key. Keys the official code reads that do not change the forward pass
+(``sample_size``, ``training``, ``requires_grad``/``enable_grad``, ``dither_inference``, the CTC head's
+``use_proj_head``/``proj_head_dim``/``detach_proj_head``) and feature keys at the value taae computes
+(``mapping_style="conv"``, ``oversampling=1``, ``postfilter_channels=0``, ``use_snake=False``, …) are accepted and
+listed in the report; a key taae does not know, or a feature it does not implement (``use_snake``,
+``use_dilated_conv``, ``conformer``, ``mapping_style="linear"``, a stride-1 block that changes width), is an error
+naming it.
+
+Weights come bare (the release's ``model.safetensors``) or from a training checkpoint: stable-codec's
+``AutoencoderTrainingWrapper`` wraps the model in ema_pytorch's ``EMA``, so its Lightning checkpoint holds the EMA
+weights under ``autoencoder_ema.ema_model.`` (taken by default) and the online ones under ``autoencoder.``
+(``use_ema=False``).
 """
 
 from __future__ import annotations
@@ -55,8 +65,8 @@ NOISE_DROPOUT_DEFAULT = 0.05
 # (stable_codec/training_module.py) holds ``autoencoder`` and ``autoencoder_ema = ema_pytorch.EMA(autoencoder, ...)``,
 # so its Lightning checkpoint carries the EMA weights under ``autoencoder_ema.ema_model.`` and the online weights
 # twice, under ``autoencoder.`` and ``autoencoder_ema.online_model.`` (plus ``autoencoder_ema.initted``/``.step``).
-EMA_PREFIXES = ("autoencoder_ema.ema_model.", "autoencoder_ema.")
-PREFIXES = ("model.", *EMA_PREFIXES, "autoencoder.", "state_dict.")
+EMA_PREFIX = "autoencoder_ema.ema_model."
+PREFIXES = ("model.", EMA_PREFIX, "autoencoder.", "state_dict.")
 
 _BLOCK_KEYS = {"in_channels", "out_channels", "channels", "c_mults", "strides", "transformer_depths", "latent_dim",
                "sliding_window", "use_snake", "checkpointing", "conformer", "layer_scale", "use_dilated_conv",
@@ -315,13 +325,13 @@ def load_stable_codec(sources: list[str | Path], use_ema: bool = True) -> Stable
         data, prefix = data["state_dict"], "state_dict/"
     else:
         prefix = ""
-    prefixes = PREFIXES if use_ema else tuple(p for p in PREFIXES if p not in EMA_PREFIXES)
+    prefixes = PREFIXES if use_ema else tuple(p for p in PREFIXES if p != EMA_PREFIX)
     state, found = strip_prefix(data, prefixes, str(weights_path), ("encoder", "decoder"))
     if prefix or found:
         notes.append(f"{weights_path}: weights read from {prefix}{found or '(bare keys)'}")
-    if use_ema and found == "autoencoder." and any(k.startswith(EMA_PREFIXES[-1]) for k in data):
-        raise ValueError(f"{weights_path}: has {EMA_PREFIXES[-1]} keys but no EMA autoencoder under "
-                         f"{list(EMA_PREFIXES)}; pass --no-ema to import the online weights ({found})")
+    if use_ema and found == "autoencoder." and any(k.startswith("autoencoder_ema.") for k in data):
+        raise ValueError(f"{weights_path}: has autoencoder_ema. keys but no EMA autoencoder under {EMA_PREFIX} "
+                         f"(ema_pytorch's layout); pass --no-ema to import the online weights ({found})")
     if use_ema and found == "autoencoder.":
         notes.append(f"{weights_path}: no EMA weights in this checkpoint; the online weights ({found}) were loaded")
     model = TAAE(taae_config)
