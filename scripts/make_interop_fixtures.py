@@ -237,18 +237,19 @@ TRAINED_DIR = OUT / "stable_codec_trained"
 # is a TypeError there), each at the value that keeps the computation taae runs.
 BLOCK_FLAGS17 = {"use_snake": False, "checkpointing": False, "conformer": False, "layer_scale": True,
                  "use_dilated_conv": False}
+# SAT 0.0.17's InverseLR passes ``verbose`` positionally to torch's LRScheduler, which torch 2.14 no longer takes;
+# a torch scheduler fills the same "scheduler" slot of the schema.
+SCHEDULER = {"type": "ExponentialLR", "config": {"gamma": 0.999999}}
 TRAINING = {  # stable-codec training_module.py create_training_wrapper_from_config reads all of these
     "learning_rate": 1e-4, "warmup_steps": 0, "encoder_freeze_on_warmup": False, "use_ema": True,
     "latent_mask_ratio": 0.0, "encoder_mask_ratio": 0.0, "force_input_mono": False, "use_ctc": False,
     "optimizer_configs": {
         "autoencoder": {"optimizer": {"type": "AdamW", "config": {"lr": 3e-3, "betas": [0.8, 0.99],
                                                                    "weight_decay": 1e-3}},
-                        "scheduler": {"type": "InverseLR", "config": {"inv_gamma": 200000, "power": 0.5,
-                                                                       "warmup": 0.999}}},
+                        "scheduler": SCHEDULER},
         "discriminator": {"optimizer": {"type": "AdamW", "config": {"lr": 3e-3, "betas": [0.8, 0.99],
                                                                      "weight_decay": 1e-3}},
-                          "scheduler": {"type": "InverseLR", "config": {"inv_gamma": 200000, "power": 0.5,
-                                                                         "warmup": 0.999}}},
+                          "scheduler": SCHEDULER},
     },
     "loss_configs": {
         "discriminator": {"type": "encodec", "config": {"filters": 2, "max_filters": 4, "n_ffts": [32],
@@ -277,7 +278,9 @@ def full_schema(config: dict, block_extra: dict, patch_extra: dict) -> dict:
     model["decoder"]["soft_clip"] = False
     model["bottleneck"]["requires_grad"] = True
     model["bottleneck"]["config"]["dither_inference"] = False
-    model["pretransform"]["enable_grad"] = False
+    # SAT runs the pretransform's encode and decode under no_grad unless enable_grad: with false, a patched model's
+    # decoder gets no gradient at all, so a trainable stable-codec config must say true.
+    model["pretransform"]["enable_grad"] = True
     model["pretransform"]["config"].update(patch_extra)
     return full
 

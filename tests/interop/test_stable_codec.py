@@ -300,8 +300,8 @@ def test_trainer_checkpoint_imports_ema_by_default_and_online_with_no_ema(tmp_pa
 
     ema, online = _trained("ema"), _trained("online")
     loaded = load_stable_codec([TRAINED_DIR])
+    _assert_is(loaded.model, ema)  # main loaded autoencoder. here: prefix autoencoder_ema. left "ema_model.encoder"
     assert any("state_dict/autoencoder_ema.ema_model." in n for n in loaded.notes)
-    _assert_is(loaded.model, ema)
     raw = load_stable_codec([TRAINED_DIR], use_ema=False)
     _assert_is(raw.model, online)
     out, meta = official("stable_codec_trained_outputs")
@@ -318,7 +318,8 @@ def test_trainer_checkpoint_imports_ema_by_default_and_online_with_no_ema(tmp_pa
 
 def test_checkpoint_with_an_unknown_ema_layout_is_refused(tmp_path):
     ckpt = torch.load(TRAINED_DIR / "model.ckpt", map_location="cpu", weights_only=True)
-    renamed = {k.replace("autoencoder_ema.ema_model.", "autoencoder_ema.shadow."): v for k, v in ckpt["state_dict"].items()}
+    state = ckpt["state_dict"]
+    renamed = {k.replace("autoencoder_ema.ema_model.", "autoencoder_ema.shadow."): v for k, v in state.items()}
     torch.save({"state_dict": renamed}, tmp_path / "model.ckpt")
     shutil.copy(TRAINED_DIR / "model_config.json", tmp_path / "model_config.json")
     message = _error([tmp_path])
