@@ -130,6 +130,8 @@ def _block_config(part: dict, kind: str, where: str, notes: list[str]) -> dict:
     if part.get("type") != "taae":
         raise ValueError(f"{where}.type: expected 'taae', got {part.get('type')!r}")
     notes += _ignored(part, _IGNORED_PART, where)
+    if kind == "encoder" and "soft_clip" in part:
+        notes.append(f"{where}.soft_clip: accepted, ignored (stable-audio-tools reads it from the decoder only)")
     cfg = _get(part, "config", where, dict)
     _only(cfg, _BLOCK_KEYS - {"out_channels" if kind == "encoder" else "in_channels"}, f"{where}.config")
     same = _require(cfg, _UNSUPPORTED, f"{where}.config")

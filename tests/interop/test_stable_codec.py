@@ -324,4 +324,10 @@ def test_checkpoint_with_an_unknown_ema_layout_is_refused(tmp_path):
     shutil.copy(TRAINED_DIR / "model_config.json", tmp_path / "model_config.json")
     message = _error([tmp_path])
     assert "no EMA autoencoder" in message and "--no-ema" in message
-    assert load_stable_codec([tmp_path], use_ema=False).notes
+    _assert_is(load_stable_codec([tmp_path], use_ema=False).model, _trained("online"))
+    # training.use_ema false: the wrapper has no autoencoder_ema at all; the online weights load, and say so
+    torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("autoencoder_ema.")}},
+               tmp_path / "model.ckpt")
+    loaded = load_stable_codec([tmp_path])
+    _assert_is(loaded.model, _trained("online"))
+    assert any("no EMA weights in this checkpoint" in n for n in loaded.notes)
