@@ -14,7 +14,8 @@
 # Idempotent: each venv is checked by importing its packages and comparing a stamp of the recipe below; a venv
 # that passes is left alone. One whose recipe changed or whose check fails is updated IN PLACE (pip install of the
 # recipe; a venv is created only where none exists): a failing check never deletes a working venv. Delete ROOT/NAME
-# yourself for a clean rebuild. Nothing here downloads model weights. Set PYTHON to choose the interpreter (default python3; the recipe is tested with 3.11).
+# yourself for a clean rebuild. Nothing here downloads model weights. Set PYTHON to choose the interpreter (default
+# python3; the recipe is tested with 3.11).
 #
 # Why the pins (all measured beside torch 2.14.1 on Python 3.11):
 # - stable-audio-tools 0.0.20 declares Requires-Python <3.11 and pins torch 2.7.1; stable-codec 0.1.2 pins
@@ -35,8 +36,8 @@ ROOT="${1:-${TAAE_OFFICIAL_VENVS:-/work/venvs}}"
 PYTHON="${PYTHON:-python3}"
 TORCH_PINS=(torch==2.14.1 torchaudio==2.11.0)
 
-SAT20_PKGS=(wheel descript-audiotools descript-audio-codec==1.0.0 safetensors huggingface_hub alias-free-torch==0.0.6 torchsde einops-exts
-            PyWavelets pytorch_lightning)
+SAT20_PKGS=(wheel descript-audiotools descript-audio-codec==1.0.0 safetensors huggingface_hub alias-free-torch==0.0.6
+            torchsde einops-exts PyWavelets pytorch_lightning)
 SAT20_NODEPS=(stable-audio-tools==0.0.20)
 SAT20_CHECK='import audiotools, dac, stable_audio_tools.models.autoencoders, stable_audio_tools.models.factory'
 

@@ -83,8 +83,8 @@ _IGNORED_TOP = {"sample_size": "training crop length (stable-codec train.py)",
 _IGNORED_MODEL = {"use_proj_head": "CTC projection head, not part of the autoencoder",
                   "proj_head_dim": "CTC projection head, not part of the autoencoder",
                   "detach_proj_head": "CTC projection head's gradient option (stable-codec training_module.py)"}
-_IGNORED_PART = {"requires_grad": "freezes parameters in training only",
-                 "enable_grad": "pretransform gradient switch (training only)"}
+_IGNORED_PART = {"requires_grad": "freezes parameters in training only"}
+_IGNORED_PRETRANSFORM = {"enable_grad": "pretransform gradient switch (training only)"}
 _IGNORED_BOTTLENECK = {"dither_inference": "stored, never read by DitheredFSQ (models/fsq.py)"}
 
 
@@ -126,7 +126,7 @@ def _ignored(mapping: dict, ignored: dict, where: str) -> list[str]:
 
 
 def _block_config(part: dict, kind: str, where: str, notes: list[str]) -> dict:
-    _only(part, {"type", "config", "soft_clip", *_IGNORED_PART} - {"enable_grad"}, where)
+    _only(part, {"type", "config", "soft_clip", *_IGNORED_PART}, where)
     if part.get("type") != "taae":
         raise ValueError(f"{where}.type: expected 'taae', got {part.get('type')!r}")
     notes += _ignored(part, _IGNORED_PART, where)
@@ -167,10 +167,10 @@ def config_from_official(config: dict, source: str = CONFIG_FILE) -> tuple[TAAEC
             raise ValueError(f"{where}: encoder.config.{key}={enc.get(key)!r} and decoder.config.{key}="
                              f"{dec.get(key)!r} differ; taae's decoder mirrors the encoder")
     pre = _get(model, "pretransform", where, dict)
-    _only(pre, {"type", "config", "enable_grad"}, f"{where}.pretransform")
+    _only(pre, {"type", "config", *_IGNORED_PRETRANSFORM}, f"{where}.pretransform")
     if pre.get("type") != "patched":
         raise ValueError(f"{where}.pretransform.type: expected 'patched', got {pre.get('type')!r}")
-    notes += _ignored(pre, _IGNORED_PART, f"{where}.pretransform")
+    notes += _ignored(pre, _IGNORED_PRETRANSFORM, f"{where}.pretransform")
     pre_cfg = _get(pre, "config", f"{where}.pretransform", dict)
     _only(pre_cfg, {"channels", "patch_size", *_PRETRANSFORM_UNSUPPORTED}, f"{where}.pretransform.config")
     same = _require(pre_cfg, _PRETRANSFORM_UNSUPPORTED, f"{where}.pretransform.config")
@@ -180,7 +180,7 @@ def config_from_official(config: dict, source: str = CONFIG_FILE) -> tuple[TAAEC
         raise ValueError(f"{where}.pretransform.config.channels: taae's TAAE is mono, got {pre_cfg['channels']!r}")
     patch = _get(pre_cfg, "patch_size", f"{where}.pretransform.config", int)
     bott = _get(model, "bottleneck", where, dict)
-    _only(bott, {"type", "config", "requires_grad"}, f"{where}.bottleneck")
+    _only(bott, {"type", "config", *_IGNORED_PART}, f"{where}.bottleneck")
     if bott.get("type") != "dithered_fsq":
         raise ValueError(f"{where}.bottleneck.type: expected 'dithered_fsq', got {bott.get('type')!r}")
     notes += _ignored(bott, _IGNORED_PART, f"{where}.bottleneck")
