@@ -4,6 +4,8 @@ Run each step with the python of the venv that ``scripts/official_env.sh`` build
 
     /work/venvs/sat17/bin/python scripts/make_interop_fixtures.py stable-codec   # SAT 0.0.17 + stable-codec 0.1.2
     /work/venvs/sat20/bin/python scripts/make_interop_fixtures.py sat20          # SAT 0.0.20 + DAC 1.0.0
+    /work/venvs/sat17/bin/python scripts/make_interop_fixtures.py schema17       # full config + trainer ckpt
+    /work/venvs/sat20/bin/python scripts/make_interop_fixtures.py schema20       # full config + DAC.save files
 
 ``stable-codec`` builds a small random-init TAAE with stable-audio-tools 0.0.17 (the version the released weights
 were made with) and writes it the way the released model is published (``model_config.json`` +
@@ -14,6 +16,16 @@ residual-FSQ tokens on probe latents that hit rounding ties. At 1 s (50 frames a
 ``sat20`` loads the same weights into SAT 0.0.20 and runs 8 s of speech through its windowed CPU fallback, and
 through SAT 0.0.17's full attention (recorded by the first step), and builds a tiny random-init DAC 1.0.0 saved
 with DAC's own ``save(package=False)``.
+
+``schema17`` writes what the official tools really write, beyond the released folder: the small model's config
+with the full schema of a stable-audio-tools autoencoder config (``sample_size``, ``training`` with optimiser, loss,
+evaluation and demo sections, every encoder/decoder/bottleneck/pretransform key SAT 0.0.17's classes accept, the
+training wrapper's projection-head keys), built by the official factory with the committed weights, and its
+outputs; and a Lightning checkpoint written by stable-codec's own ``AutoencoderTrainingWrapper`` (ema_pytorch EMA,
+a discriminator, AdamW) after a few real ``Trainer.fit`` steps on random audio, so its EMA and online weights
+differ, with both of the module's own state dicts saved beside it. ``schema20`` does the same full-schema config
+for SAT 0.0.20 (``mapping_style``, ``oversampling``, ``postfilter_channels``), and writes the two files
+``DAC.save`` makes: the torch.package archive of its default (``package=True``) and ``package=False``.
 
 Random weights are drawn so that every parameter matters (LayerScale, norms and weight-norm gains around 1, biases
 nonzero) and rounded to float16-representable values, so the weights can be stored as float16 without loss while
@@ -217,11 +229,172 @@ def sat20_step() -> None:
     print("wrote", OUT / "sat020_outputs.safetensors", path, OUT / "dac_outputs.safetensors")
 
 
+# -- what the official tools really write (issue 22) ------------------------------------------------------------
+
+SCHEMA_DIR = OUT / "stable_codec_schema"
+TRAINED_DIR = OUT / "stable_codec_trained"
+# SAT 0.0.17's TAAEBlock takes exactly these (its TAAEEncoder/TAAEDecoder forward **kwargs to it, so any other key
+# is a TypeError there), each at the value that keeps the computation taae runs.
+BLOCK_FLAGS17 = {"use_snake": False, "checkpointing": False, "conformer": False, "layer_scale": True,
+                 "use_dilated_conv": False}
+# SAT 0.0.17's InverseLR passes ``verbose`` positionally to torch's LRScheduler, which torch 2.14 no longer takes;
+# a torch scheduler fills the same "scheduler" slot of the schema.
+SCHEDULER = {"type": "ExponentialLR", "config": {"gamma": 0.999999}}
+TRAINING = {  # stable-codec training_module.py create_training_wrapper_from_config reads all of these
+    "learning_rate": 1e-4, "warmup_steps": 0, "encoder_freeze_on_warmup": False, "use_ema": True,
+    "latent_mask_ratio": 0.0, "encoder_mask_ratio": 0.0, "force_input_mono": False, "use_ctc": False,
+    "optimizer_configs": {
+        "autoencoder": {"optimizer": {"type": "AdamW", "config": {"lr": 3e-3, "betas": [0.8, 0.99],
+                                                                   "weight_decay": 1e-3}},
+                        "scheduler": SCHEDULER},
+        "discriminator": {"optimizer": {"type": "AdamW", "config": {"lr": 3e-3, "betas": [0.8, 0.99],
+                                                                     "weight_decay": 1e-3}},
+                          "scheduler": SCHEDULER},
+    },
+    "loss_configs": {
+        "discriminator": {"type": "encodec", "config": {"filters": 2, "max_filters": 4, "n_ffts": [32],
+                                                        "hop_lengths": [8], "win_lengths": [32]},
+                          "weights": {"adversarial": 0.1, "feature_matching": 5.0}},
+        "spectral": {"type": "mrstft", "config": {"fft_sizes": [64, 32], "hop_sizes": [16, 8],
+                                                  "win_lengths": [64, 32], "perceptual_weighting": False},
+                     "weights": {"mrstft": 1.0}},
+        "time": {"type": "l1", "weights": {"l1": 1.0}},
+    },
+    "eval_loss_configs": {"stft": {"fft_size": 64, "hop_size": 16, "win_length": 64}, "sisdr": {}},
+    "demo": {"demo_every": 2000, "demo_cond": []},
+}
+
+
+def full_schema(config: dict, block_extra: dict, patch_extra: dict) -> dict:
+    """``config`` with every key the official code reads around the model, at values that keep its computation."""
+    full = json.loads(json.dumps(config))
+    full["sample_size"] = 16000
+    full["training"] = TRAINING
+    model = full["model"]
+    model.update(use_proj_head=False, proj_head_dim=64, detach_proj_head=False)
+    for part in ("encoder", "decoder"):
+        model[part]["config"].update(BLOCK_FLAGS17 | block_extra)
+        model[part]["requires_grad"] = True
+    model["decoder"]["soft_clip"] = False
+    model["bottleneck"]["requires_grad"] = True
+    model["bottleneck"]["config"]["dither_inference"] = False
+    # SAT runs the pretransform's encode and decode under no_grad unless enable_grad: with false, a patched model's
+    # decoder gets no gradient at all, so a trainable stable-codec config must say true.
+    model["pretransform"]["enable_grad"] = True
+    model["pretransform"]["config"].update(patch_extra)
+    return full
+
+
+@torch.no_grad()
+def schema_outputs(config: dict, name: str, version: str) -> None:
+    """Build ``config`` with the official factory, load the committed small weights, save its outputs."""
+    from safetensors.torch import load_file
+    from stable_audio_tools.models import create_model_from_config
+
+    model = create_model_from_config(config).eval()
+    state = {k: v.float() for k, v in load_file(str(TAAE_DIR / "model.safetensors")).items()}
+    model.load_state_dict(state, strict=True)
+    x = speech(1.0)
+    latent = model.encoder(model.pretransform.encode(x))
+    codes = model.bottleneck.encode(latent)
+    out = {"latent": latent, "codes": codes, "audio": model.decode(codes)}
+    meta = {"generator": f"scripts/make_interop_fixtures.py {name}", "config": f"model_config_sat{version}.json",
+            "packages": {"stable-audio-tools": version, "torch": torch.__version__},
+            "input": {"seconds": 1.0, "sha256_16": digest(x)}}
+    save_tensors(OUT / f"schema_sat{version.replace('.', '')}_outputs.safetensors", out, meta)
+
+
+def schema17_step() -> None:
+    import sys as _sys
+    import types
+
+    # SAT 0.0.17's training.losses imports pypesq (metrics.py), which does not build; PESQ is an evaluation metric
+    # the wrapper below never runs.
+    _sys.modules.setdefault("pypesq", types.ModuleType("pypesq")).pesq = None
+    import ema_pytorch
+    import pytorch_lightning as pl
+    from stable_audio_tools.models import create_model_from_config
+    from stable_codec.training_module import create_training_wrapper_from_config
+
+    SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
+    config = full_schema(TAAE_CONFIG, {}, {})
+    (SCHEMA_DIR / "model_config_sat0.0.17.json").write_text(json.dumps(config, indent=2) + "\n")
+    schema_outputs(config, "schema17", "0.0.17")
+
+    # The smallest model taae can hold (width 128 = one head, though no layer here; a stride-1 stage is an
+    # identity), so three copies (online, EMA, EMA's online reference) and AdamW state stay a few hundred KB.
+    tiny = json.loads(json.dumps(TAAE_CONFIG))
+    block = {"channels": 128, "c_mults": [1], "strides": [1], "latent_dim": 6, "sliding_window": [63, 64],
+             "transformer_depths": [0]}
+    tiny["model"]["pretransform"]["config"]["patch_size"] = 2
+    tiny["model"]["encoder"]["config"] = {"in_channels": 2, **block}
+    tiny["model"]["decoder"]["config"] = {"out_channels": 2, **block}
+    tiny["model"]["downsampling_ratio"] = 2
+    tiny = full_schema(tiny, {}, {})
+    tiny["sample_size"] = 512
+    TRAINED_DIR.mkdir(parents=True, exist_ok=True)
+    (TRAINED_DIR / "model_config.json").write_text(json.dumps(tiny, indent=2) + "\n")
+
+    pl.seed_everything(SEED)
+    model = create_model_from_config(tiny)
+    module = create_training_wrapper_from_config(tiny, model)
+    g = torch.Generator().manual_seed(SEED)
+    reals = 0.5 * torch.randn(8, 1, tiny["sample_size"], generator=g)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(reals, torch.zeros(8)), batch_size=2)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=8, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with torch.enable_grad():
+        trainer.fit(module, data)
+    path = TRAINED_DIR / "model.ckpt"
+    trainer.save_checkpoint(str(path))  # the Lightning save stable-codec's train.py gets from ModelCheckpoint
+    ema = module.autoencoder_ema.ema_model.state_dict()
+    online = module.autoencoder.state_dict()
+    gap = max((ema[k].float() - online[k].float()).abs().max().item() for k in online if online[k].is_floating_point())
+    assert gap > 1e-4, f"EMA and online weights must differ for the test to tell them apart, max gap {gap}"
+    x = speech(0.1)
+    out = {**{f"ema/{k}": v for k, v in ema.items()}, **{f"online/{k}": v for k, v in online.items()}}
+    with torch.no_grad():
+        for name, m in (("ema", module.autoencoder_ema.ema_model.eval()), ("online", module.autoencoder.eval())):
+            out[f"{name}_audio"] = m.decode(m.encode(x))
+    keys = sorted(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    meta = {"generator": "scripts/make_interop_fixtures.py schema17", "seed": SEED, "steps": trainer.global_step,
+            "max_abs_ema_minus_online": gap, "ckpt_state_dict_roots": sorted({".".join(k.split(".")[:2])
+                                                                               for k in keys}),
+            "packages": {"stable-audio-tools": "0.0.17", "stable-codec": "0.1.2",
+                         "ema-pytorch": getattr(ema_pytorch, "__version__", "0.2.3"),
+                         "pytorch-lightning": pl.__version__, "torch": torch.__version__},
+            "input": {"seconds": 0.1, "sha256_16": digest(x)}}
+    save_tensors(OUT / "stable_codec_trained_outputs.safetensors", out, meta)
+    print("wrote", SCHEMA_DIR, TRAINED_DIR, "gap", gap, "keys", meta["ckpt_state_dict_roots"])
+
+
+def schema20_step() -> None:
+    import stable_audio_tools.models.transformer as sat_transformer
+
+    sat_transformer.flex_attention_available = False  # as in sat20_step; 1 s is within the window anyway
+    SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
+    config = full_schema(TAAE_CONFIG, {"mapping_style": "conv"}, {"oversampling": 1, "postfilter_channels": 0})
+    (SCHEMA_DIR / "model_config_sat0.0.20.json").write_text(json.dumps(config, indent=2) + "\n")
+    schema_outputs(config, "schema20", "0.0.20")
+
+    import dac
+
+    # DAC.save's default (package=True) writes a torch.package archive: pickled code, which taae refuses. Only
+    # its format matters, so the smallest DAC keeps the file small.
+    torch.manual_seed(SEED)
+    net = dac.DAC(encoder_dim=2, encoder_rates=[2, 2], latent_dim=None, decoder_dim=4, decoder_rates=[2, 2],
+                  n_codebooks=1, codebook_size=4, codebook_dim=2, sample_rate=16000).eval()
+    folder = OUT / "dac_tiny"
+    net.save(str(folder / "weights_package.pth"))
+    print("wrote", SCHEMA_DIR, folder / "weights_package.pth")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["stable-codec", "sat20"])
-    args = parser.parse_args()
-    {"stable-codec": stable_codec_step, "sat20": sat20_step}[args.step]()
+    steps = {"stable-codec": stable_codec_step, "sat20": sat20_step, "schema17": schema17_step,
+             "schema20": schema20_step}
+    parser.add_argument("step", choices=list(steps))
+    steps[parser.parse_args().step]()
 
 
 if __name__ == "__main__":

@@ -52,19 +52,38 @@ def config_from_kwargs(kwargs: dict, source: str) -> RVQGANConfig:
     if not isinstance(kwargs.get("codebook_dim", 8), int):
         raise ValueError(f"{source}: metadata.kwargs.codebook_dim={kwargs['codebook_dim']!r}: taae supports one "
                          "codebook dim for all codebooks")
-    rates = [int(r) for r in kwargs["encoder_rates"]]
+
+    def integer(key: str, default: int | None = None) -> int:
+        value = kwargs.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{source}: metadata.kwargs.{key}={value!r}: expected an integer")
+        return value
+
+    def rates(key: str) -> tuple[int, ...]:
+        value = kwargs[key]
+        if not isinstance(value, (list, tuple)) or not value \
+                or any(isinstance(r, bool) or not isinstance(r, int) for r in value):
+            raise ValueError(f"{source}: metadata.kwargs.{key}={value!r}: expected a list of integers")
+        return tuple(value)
+
     dropout = kwargs.get("quantizer_dropout", False)
-    return RVQGANConfig(
-        sample_rate=int(kwargs["sample_rate"]), encoder_dim=int(kwargs.get("encoder_dim", 64)),
-        encoder_strides=tuple(rates), hop_length=math.prod(rates),
-        latent_dim=None if kwargs.get("latent_dim") is None else int(kwargs["latent_dim"]),
-        decoder_dim=int(kwargs.get("decoder_dim", 1536)),
-        decoder_strides=tuple(int(r) for r in kwargs["decoder_rates"]),
-        n_codebooks=int(kwargs.get("n_codebooks", 9)), codebook_size=int(kwargs.get("codebook_size", 1024)),
-        codebook_dim=int(kwargs.get("codebook_dim", 8)),
-        quantizer_dropout=float(dropout),  # DAC stores a bool (False) or a fraction
-        exact_length=False,
-    )
+    if not isinstance(dropout, (bool, int, float)):
+        raise ValueError(f"{source}: metadata.kwargs.quantizer_dropout={dropout!r}: expected a bool or a fraction")
+    try:
+        return RVQGANConfig(
+            sample_rate=integer("sample_rate"), encoder_dim=integer("encoder_dim", 64),
+            encoder_strides=rates("encoder_rates"), hop_length=math.prod(rates("encoder_rates")),
+            latent_dim=None if kwargs.get("latent_dim") is None else integer("latent_dim"),
+            decoder_dim=integer("decoder_dim", 1536), decoder_strides=rates("decoder_rates"),
+            n_codebooks=integer("n_codebooks", 9), codebook_size=integer("codebook_size", 1024),
+            codebook_dim=integer("codebook_dim", 8),
+            quantizer_dropout=float(dropout),  # DAC stores a bool (False) or a fraction
+            exact_length=False,
+        )
+    except ValueError as err:
+        if str(err).startswith(source):
+            raise
+        raise ValueError(f"{source}: metadata.kwargs: {err}") from None
 
 
 def official_name(key: str) -> str:

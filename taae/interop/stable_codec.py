@@ -22,8 +22,18 @@ onto taae's TAAE with ``identity_stride1`` (no conv in a stride-1 block that kee
 
 Two official buffers are checked rather than stored: ``pre_norm.beta`` / ``ff_norm.beta`` (a bias-free LayerNorm's
 zero bias: must be zero) and ``rope.inv_freq`` (must equal taae's frequencies for head dim 128, to float32
-rounding). The JSON is translated key by key; a key taae does not know, or a feature it does not implement
-(``use_snake``, ``use_dilated_conv``, ``conformer``, a stride-1 block that changes width), is an error naming it.
+rounding). The JSON is translated key by key. Keys the official code reads that do not change the forward pass
+(``sample_size``, ``training``, ``requires_grad``/``enable_grad``, ``dither_inference``, the CTC head's
+``use_proj_head``/``proj_head_dim``/``detach_proj_head``) and feature keys at the value taae computes
+(``mapping_style="conv"``, ``oversampling=1``, ``postfilter_channels=0``, ``use_snake=False``, …) are accepted and
+listed in the report; a key taae does not know, or a feature it does not implement (``use_snake``,
+``use_dilated_conv``, ``conformer``, ``mapping_style="linear"``, a stride-1 block that changes width), is an error
+naming it.
+
+Weights come bare (the release's ``model.safetensors``) or from a training checkpoint: stable-codec's
+``AutoencoderTrainingWrapper`` wraps the model in ema_pytorch's ``EMA``, so its Lightning checkpoint holds the EMA
+weights under ``autoencoder_ema.ema_model.`` (taken by default) and the online ones under ``autoencoder.``
+(``use_ema=False``).
 """
 
 from __future__ import annotations
@@ -51,11 +61,31 @@ LAYER_SCALE_INIT = 1e-2  # stable-audio-tools' LayerScale default (matters only 
 # stable-audio-tools' DitheredFSQBottleneck default (models/bottleneck.py) when the JSON omits noise_dropout; the
 # paper's value is 0.5, so an import reports when this default is taken.
 NOISE_DROPOUT_DEFAULT = 0.05
-PREFIXES = ("model.", "autoencoder_ema.", "autoencoder.", "state_dict.")
+# Where a file's autoencoder keys live, most preferred first. stable-codec's training wrapper
+# (stable_codec/training_module.py) holds ``autoencoder`` and ``autoencoder_ema = ema_pytorch.EMA(autoencoder, ...)``,
+# so its Lightning checkpoint carries the EMA weights under ``autoencoder_ema.ema_model.`` and the online weights
+# twice, under ``autoencoder.`` and ``autoencoder_ema.online_model.`` (plus ``autoencoder_ema.initted``/``.step``).
+EMA_PREFIX = "autoencoder_ema.ema_model."
+PREFIXES = ("model.", EMA_PREFIX, "autoencoder.", "state_dict.")
 
 _BLOCK_KEYS = {"in_channels", "out_channels", "channels", "c_mults", "strides", "transformer_depths", "latent_dim",
-               "sliding_window", "use_snake", "checkpointing", "conformer", "layer_scale", "use_dilated_conv"}
-_UNSUPPORTED = {"use_snake": False, "use_dilated_conv": False, "conformer": False, "layer_scale": True}
+               "sliding_window", "use_snake", "checkpointing", "conformer", "layer_scale", "use_dilated_conv",
+               "mapping_style"}
+# Keys the official classes accept that select a feature taae does not implement: only the value that keeps the
+# computation taae runs is accepted (stable-audio-tools models/autoencoders.py TAAEEncoder/TAAEDecoder; 0.0.20
+# pretransforms.py PatchedPretransform adds oversampling and postfilter_channels).
+_UNSUPPORTED = {"use_snake": False, "use_dilated_conv": False, "conformer": False, "layer_scale": True,
+                "mapping_style": "conv"}
+_PRETRANSFORM_UNSUPPORTED = {"oversampling": 1, "postfilter_channels": 0}
+# Keys read by the official code that do not change the model's forward pass: accepted and listed in the report.
+_IGNORED_TOP = {"sample_size": "training crop length (stable-codec train.py)",
+                "training": "training recipe (stable-codec training_module.py), not the model"}
+_IGNORED_MODEL = {"use_proj_head": "CTC projection head, not part of the autoencoder",
+                  "proj_head_dim": "CTC projection head, not part of the autoencoder",
+                  "detach_proj_head": "CTC projection head's gradient option (stable-codec training_module.py)"}
+_IGNORED_PART = {"requires_grad": "freezes parameters in training only"}
+_IGNORED_PRETRANSFORM = {"enable_grad": "pretransform gradient switch (training only)"}
+_IGNORED_BOTTLENECK = {"dither_inference": "stored, never read by DitheredFSQ (models/fsq.py)"}
 
 
 @dataclass
@@ -82,16 +112,31 @@ def _only(mapping: dict, allowed: set[str], where: str) -> None:
                          f"taae translates {sorted(allowed)}")
 
 
-def _block_config(part: dict, kind: str, where: str) -> dict:
-    _only(part, {"type", "config", "soft_clip", "requires_grad"}, where)
+def _require(cfg: dict, supported: dict, where: str) -> list[str]:
+    """Check that each feature key present keeps taae's computation; returns the keys found, for the report."""
+    for key, value in supported.items():
+        if key in cfg and cfg[key] != value:
+            raise ValueError(f"{where}.{key}={cfg[key]!r} is not supported by taae's TAAE (only {value!r}); this "
+                             "model cannot be imported")
+    return [f"{key}={cfg[key]!r}" for key in supported if key in cfg]
+
+
+def _ignored(mapping: dict, ignored: dict, where: str) -> list[str]:
+    return [f"{where}.{key}: accepted, ignored ({why})" for key, why in ignored.items() if key in mapping]
+
+
+def _block_config(part: dict, kind: str, where: str, notes: list[str]) -> dict:
+    _only(part, {"type", "config", "soft_clip", *_IGNORED_PART}, where)
     if part.get("type") != "taae":
         raise ValueError(f"{where}.type: expected 'taae', got {part.get('type')!r}")
+    notes += _ignored(part, _IGNORED_PART, where)
+    if kind == "encoder" and "soft_clip" in part:
+        notes.append(f"{where}.soft_clip: accepted, ignored (stable-audio-tools reads it from the decoder only)")
     cfg = _get(part, "config", where, dict)
     _only(cfg, _BLOCK_KEYS - {"out_channels" if kind == "encoder" else "in_channels"}, f"{where}.config")
-    for key, supported in _UNSUPPORTED.items():
-        if key in cfg and bool(cfg[key]) != supported:
-            raise ValueError(f"{where}.config.{key}={cfg[key]!r} is not supported by taae's TAAE "
-                             f"(only {supported}); this model cannot be imported")
+    same = _require(cfg, _UNSUPPORTED, f"{where}.config")
+    if same:
+        notes.append(f"{where}.config: accepted, already taae's computation: {', '.join(same)}")
     return cfg
 
 
@@ -101,41 +146,47 @@ def config_from_official(config: dict, source: str = CONFIG_FILE) -> tuple[TAAEC
     Returns the config and report lines (ignored sections, defaults taken).
     """
     notes = []
-    _only(config, {"model_type", "sample_rate", "audio_channels", "model", "training"}, source)
+    _only(config, {"model_type", "sample_rate", "audio_channels", "model", *_IGNORED_TOP}, source)
     if config.get("model_type") != "autoencoder":
         raise ValueError(f"{source}.model_type: expected 'autoencoder', got {config.get('model_type')!r}")
-    if "training" in config:
-        notes.append(f"{source}: 'training' section ignored (training recipe, not the model)")
+    notes += _ignored(config, _IGNORED_TOP, source)
+    if isinstance(config.get("training"), dict) and config["training"]:
+        notes.append(f"{source}.training: sections {sorted(config['training'])} not read")
     if config.get("audio_channels", 1) != 1:
         raise ValueError(f"{source}.audio_channels: taae's TAAE is mono, got {config['audio_channels']!r}")
     model = _get(config, "model", source, dict)
     where = f"{source}.model"
     _only(model, {"encoder", "decoder", "bottleneck", "pretransform", "latent_dim", "downsampling_ratio",
-                  "io_channels", "in_channels", "out_channels", "use_proj_head", "proj_head_dim"}, where)
-    if model.get("use_proj_head"):
-        notes.append(f"{where}.use_proj_head: the CTC projection head is not part of the autoencoder; ignored")
-    enc = _block_config(_get(model, "encoder", where, dict), "encoder", f"{where}.encoder")
+                  "io_channels", "in_channels", "out_channels", *_IGNORED_MODEL}, where)
+    notes += _ignored(model, _IGNORED_MODEL, where)
+    enc = _block_config(_get(model, "encoder", where, dict), "encoder", f"{where}.encoder", notes)
     dec_part = _get(model, "decoder", where, dict)
-    dec = _block_config(dec_part, "decoder", f"{where}.decoder")
+    dec = _block_config(dec_part, "decoder", f"{where}.decoder", notes)
     for key in ("channels", "c_mults", "strides", "latent_dim", "sliding_window"):
         if enc.get(key) != dec.get(key):
             raise ValueError(f"{where}: encoder.config.{key}={enc.get(key)!r} and decoder.config.{key}="
                              f"{dec.get(key)!r} differ; taae's decoder mirrors the encoder")
     pre = _get(model, "pretransform", where, dict)
-    _only(pre, {"type", "config", "enable_grad"}, f"{where}.pretransform")
+    _only(pre, {"type", "config", *_IGNORED_PRETRANSFORM}, f"{where}.pretransform")
     if pre.get("type") != "patched":
         raise ValueError(f"{where}.pretransform.type: expected 'patched', got {pre.get('type')!r}")
+    notes += _ignored(pre, _IGNORED_PRETRANSFORM, f"{where}.pretransform")
     pre_cfg = _get(pre, "config", f"{where}.pretransform", dict)
-    _only(pre_cfg, {"channels", "patch_size"}, f"{where}.pretransform.config")
+    _only(pre_cfg, {"channels", "patch_size", *_PRETRANSFORM_UNSUPPORTED}, f"{where}.pretransform.config")
+    same = _require(pre_cfg, _PRETRANSFORM_UNSUPPORTED, f"{where}.pretransform.config")
+    if same:
+        notes.append(f"{where}.pretransform.config: accepted, already taae's computation: {', '.join(same)}")
     if pre_cfg.get("channels", 1) != 1:
         raise ValueError(f"{where}.pretransform.config.channels: taae's TAAE is mono, got {pre_cfg['channels']!r}")
     patch = _get(pre_cfg, "patch_size", f"{where}.pretransform.config", int)
     bott = _get(model, "bottleneck", where, dict)
-    _only(bott, {"type", "config", "requires_grad"}, f"{where}.bottleneck")
+    _only(bott, {"type", "config", *_IGNORED_PART}, f"{where}.bottleneck")
     if bott.get("type") != "dithered_fsq":
         raise ValueError(f"{where}.bottleneck.type: expected 'dithered_fsq', got {bott.get('type')!r}")
+    notes += _ignored(bott, _IGNORED_PART, f"{where}.bottleneck")
     bcfg = _get(bott, "config", f"{where}.bottleneck", dict)
-    _only(bcfg, {"dim", "levels", "num_codebooks", "dither_inference", "noise_dropout"}, f"{where}.bottleneck.config")
+    _only(bcfg, {"dim", "levels", "num_codebooks", "noise_dropout", *_IGNORED_BOTTLENECK}, f"{where}.bottleneck.config")
+    notes += _ignored(bcfg, _IGNORED_BOTTLENECK, f"{where}.bottleneck.config")
     dim, levels = _get(bcfg, "dim", f"{where}.bottleneck.config", int), bcfg.get("levels")
     levels = [levels] * dim if isinstance(levels, int) else levels
     if not isinstance(levels, list) or len(levels) != dim or len(set(levels)) != 1:
@@ -276,10 +327,15 @@ def load_stable_codec(sources: list[str | Path], use_ema: bool = True) -> Stable
         data, prefix = data["state_dict"], "state_dict/"
     else:
         prefix = ""
-    prefixes = PREFIXES if use_ema else tuple(p for p in PREFIXES if p != "autoencoder_ema.")
+    prefixes = PREFIXES if use_ema else tuple(p for p in PREFIXES if p != EMA_PREFIX)
     state, found = strip_prefix(data, prefixes, str(weights_path), ("encoder", "decoder"))
     if prefix or found:
         notes.append(f"{weights_path}: weights read from {prefix}{found or '(bare keys)'}")
+    if use_ema and found == "autoencoder." and any(k.startswith("autoencoder_ema.") for k in data):
+        raise ValueError(f"{weights_path}: has autoencoder_ema. keys but no EMA autoencoder under {EMA_PREFIX} "
+                         f"(ema_pytorch's layout); pass --no-ema to import the online weights ({found})")
+    if use_ema and found == "autoencoder.":
+        notes.append(f"{weights_path}: no EMA weights in this checkpoint; the online weights ({found}) were loaded")
     model = TAAE(taae_config)
     n = len(taae_config.widths)
     notes += apply_key_map(model, state, lambda k: official_name(k, n), str(weights_path),

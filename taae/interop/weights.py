@@ -25,9 +25,30 @@ __all__ = ["WEIGHT_NORM", "apply_key_map", "read_tensors", "strip_prefix", "torc
 WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _is_torch_package(path: Path) -> bool:
+    """A ``torch.package`` archive: a zip whose records sit under ``<name>/.data/`` with an ``extern_modules`` list
+    (``torch/package/package_exporter.py``), unlike a ``torch.save`` zip (``<name>/data.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith(".data/extern_modules") for n in names) and not any(n.endswith("/data.pkl") for n in names)
+
+
 def torch_load_data(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with numpy scalars/dtypes allowed as data; one-line ValueError otherwise."""
     import numpy as np
+
+    if _is_torch_package(path):
+        # audiotools' BaseModel.save (DAC.save) writes this by default (package=True): the model as pickled code.
+        raise ValueError(f"{path}: a torch.package archive (DAC.save's default, package=True) holds the model as "
+                         "pickled code, which taae never runs; save the weights with DAC.save(path, package=False) "
+                         "or use the released weights_*.pth")
 
     safe = [np.dtype, type(np.dtype("float32")), type(np.dtype("float64")), type(np.dtype("int64"))]
     scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar  # numpy 2 / numpy 1
@@ -39,9 +60,9 @@ def torch_load_data(path: Path) -> Any:
         reason = " ".join(text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation")[0].split())
         if "Unsupported global" in reason:
             raise ValueError(f"{path}: refused to unpickle anything but tensors and plain data ({reason})") from None
-        raise ValueError(f"{path}: not a readable torch file ({reason or text.splitlines()[0]})") from None
+        raise ValueError(f"{path}: not a readable torch file ({reason or _first_line(err)})") from None
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable torch file ({str(err).splitlines()[0]})") from None
+        raise ValueError(f"{path}: not a readable torch file ({_first_line(err)})") from None
 
 
 def read_tensors(path: Path) -> dict[str, Any]:
@@ -56,7 +77,7 @@ def read_tensors(path: Path) -> dict[str, Any]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+            raise ValueError(f"{path}: not a readable safetensors file ({_first_line(err)})") from None
     data = torch_load_data(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of tensors, found {type(data).__name__}")
@@ -103,6 +124,12 @@ def apply_key_map(model: nn.Module, state: dict[str, Tensor], official_name: Cal
     Raises:
         ValueError listing, in official names, every missing, unexpected and mis-shaped key and every failed check.
     """
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: expected a mapping of names to tensors, found {type(state).__name__}")
+    other = sorted(name for name, value in state.items() if not isinstance(value, Tensor))
+    if other:
+        raise ValueError(f"{source}: {len(other)} entries are not tensors {_head(other)} (e.g. "
+                         f"{type(state[other[0]]).__name__}); expected a state dict of tensors")
     expected = model.state_dict()
     wanted = {official_name(k): k for k in expected}
     missing = sorted(name for name in wanted if name not in state)

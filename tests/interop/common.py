@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "interop"
 STABLE_CODEC_DIR = FIXTURES / "stable_codec_small"
 DAC_FILE = FIXTURES / "dac_tiny" / "weights.pth"
+DAC_PACKAGE_FILE = FIXTURES / "dac_tiny" / "weights_package.pth"  # DAC.save's default torch.package archive
+SCHEMA_DIR = FIXTURES / "stable_codec_schema"  # full-schema configs of the small model, per SAT version
+TRAINED_DIR = FIXTURES / "stable_codec_trained"  # stable-codec's training wrapper's Lightning checkpoint
 SPEECH = ROOT / "tests" / "assets" / "speech_call_fwd.wav"
 PRESETS = ("1x46656_400bps", "2x15625_700bps", "4x729_1000bps")
 

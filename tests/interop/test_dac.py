@@ -10,7 +10,7 @@ import torch
 from taae.codec import Codec
 from taae.interop.dac import load_dac
 from taae.models.rvqgan import RVQGAN
-from tests.interop.common import DAC_FILE, STABLE_CODEC_DIR, checked_speech, outputs
+from tests.interop.common import DAC_FILE, DAC_PACKAGE_FILE, STABLE_CODEC_DIR, checked_speech, outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,3 +92,41 @@ def test_codec_load_and_cli_import(tmp_path, capsys):
     assert torch.equal(exported.encode(x, 16000, normalize=False), out["codes"])
     decoded = exported.decode(out["codes"], num_samples=meta["audio_samples"])
     torch.testing.assert_close(decoded, out["audio"][0], rtol=0, atol=1e-5)
+
+
+def test_dac_save_default_package_archive_is_refused_in_one_line(tmp_path, capsys):
+    """``DAC.save(path)`` defaults to package=True: a torch.package archive of pickled code, not weights."""
+    from taae.__main__ import main
+
+    message = _error(DAC_PACKAGE_FILE)
+    assert "torch.package archive" in message and "package=False" in message
+    assert main(["import", "dac", str(DAC_PACKAGE_FILE), str(tmp_path / "export")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "package=False" in err and len(err.splitlines()) == 1
+
+
+def _kwargs(**change):
+    data = torch.load(DAC_FILE, weights_only=True)
+    data["metadata"]["kwargs"].update(change)
+    return data
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("empty", b"", "not a readable torch file"),
+    ("zip_junk", b"PK\x03\x04junk", "not a readable torch file"),
+    ("rates_text", lambda: _kwargs(encoder_rates="2458"), "metadata.kwargs.encoder_rates='2458'"),
+    ("rates_none", lambda: _kwargs(decoder_rates=None), "metadata.kwargs.decoder_rates=None"),
+    ("dim_text", lambda: _kwargs(encoder_dim="64"), "metadata.kwargs.encoder_dim='64'"),
+    ("no_codebooks", lambda: _kwargs(n_codebooks=0), "n_codebooks must be a positive integer"),
+    ("not_tensors", lambda: {"state_dict": {"encoder.block.0.bias": 1.0}, "metadata": {"kwargs": {}}},
+     "metadata.kwargs lacks"),
+    ("values_not_tensors", lambda: {**_kwargs(), "state_dict": dict.fromkeys(_kwargs()["state_dict"], 0)},
+     "entries are not tensors"),
+])
+def test_malformed_dac_files_give_one_line_errors(tmp_path, name, content, expected):
+    path = tmp_path / f"{name}.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content(), path)
+    assert expected in _error(path)

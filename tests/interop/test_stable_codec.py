@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from taae.codec import Codec
 from taae.interop import import_official
 from taae.interop.stable_codec import config_from_official, load_stable_codec, official_name
-from tests.interop.common import PRESETS, STABLE_CODEC_DIR, checked_speech, outputs
+from tests.interop.common import PRESETS, SCHEMA_DIR, STABLE_CODEC_DIR, TRAINED_DIR, checked_speech, outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOL = dict(rtol=0, atol=1e-5)
@@ -107,21 +107,8 @@ def _config():
     return json.loads((STABLE_CODEC_DIR / "model_config.json").read_text())
 
 
-def test_training_checkpoint_prefixes_prefer_ema(tmp_path, model):
-    state = _state()
-    ema = {k: v.clone() for k, v in state.items()}
-    ema["encoder.layers.0.bias"] = ema["encoder.layers.0.bias"] + 1
-    ckpt = {"state_dict": {**{f"autoencoder.{k}": v for k, v in state.items()},
-                           **{f"autoencoder_ema.{k}": v for k, v in ema.items()},
-                           "discriminator.w": torch.zeros(1)}}
-    torch.save(ckpt, tmp_path / "model.ckpt")
-    config = STABLE_CODEC_DIR / "model_config.json"
-    loaded = load_stable_codec([tmp_path / "model.ckpt", config])
-    assert any("state_dict/autoencoder_ema." in n for n in loaded.notes)
-    assert torch.equal(loaded.model.encoder.stem.bias, ema["encoder.layers.0.bias"].float())
-    raw = load_stable_codec([config, tmp_path / "model.ckpt"], use_ema=False)
-    assert torch.equal(raw.model.encoder.stem.bias, model.encoder.stem.bias)
-    wrapped = _copy(tmp_path / "w", state={f"model.{k}": v for k, v in state.items()})
+def test_wrapped_state_dict_prefix(tmp_path):
+    wrapped = _copy(tmp_path / "w", state={f"model.{k}": v for k, v in _state().items()})
     assert any("model." in n for n in load_stable_codec([wrapped]).notes)
 
 
@@ -214,3 +201,133 @@ def test_codec_load_of_the_official_folder_and_cli_import_round_trip(tmp_path, c
 def test_import_official_reports(tmp_path):
     notes = import_official("stable-codec", [STABLE_CODEC_DIR], tmp_path / "e")
     assert notes[-1].startswith(f"wrote {tmp_path / 'e'}: TAAE, 2,427,852 parameters")
+
+
+# -- what the official tools really write (issue 22) ------------------------------------------------------------
+
+SCHEMA_VERSIONS = ("0.0.17", "0.0.20")
+
+
+def _schema(version: str) -> dict:
+    return json.loads((SCHEMA_DIR / f"model_config_sat{version}.json").read_text())
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_full_schema_config_imports_and_equals_the_official_factory(version):
+    """A config with every key stable-audio-tools' autoencoder config carries (``sample_size``, ``training``, every
+    encoder/decoder/bottleneck/pretransform key the official classes accept), built by the official factory."""
+    config = SCHEMA_DIR / f"model_config_sat{version}.json"
+    loaded = load_stable_codec([config, STABLE_CODEC_DIR / "model.safetensors"])
+    out, meta = official(f"schema_sat{version.replace('.', '')}_outputs")
+    x = checked_speech(1.0, meta["input"]["sha256_16"])
+    latent = loaded.model.encode_unbounded(x)
+    torch.testing.assert_close(latent, out["latent"], **TOL)
+    assert torch.equal(loaded.model.quantizer(latent), out["codes"])
+    torch.testing.assert_close(loaded.model.decode_codes(out["codes"]), out["audio"], **TOL)
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_full_schema_report_lists_every_accepted_but_ignored_key(version):
+    _, notes = config_from_official(_schema(version))
+    report = "\n".join(notes)
+    ignored = ["sample_size", "training", "use_proj_head", "proj_head_dim", "detach_proj_head",
+               "encoder.requires_grad", "decoder.requires_grad", "bottleneck.requires_grad", "pretransform.enable_grad",
+               "dither_inference", "use_snake=False", "layer_scale=True", "use_dilated_conv=False", "conformer=False"]
+    if version == "0.0.20":
+        ignored += ["mapping_style='conv'", "oversampling=1", "postfilter_channels=0"]
+    for key in ignored:
+        assert key in report, key
+    assert "'demo'" in report and "'loss_configs'" in report and "'optimizer_configs'" in report
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["model"]["encoder"]["config"].update(mapping_style="linear"), "mapping_style='linear'"),
+    (lambda c: c["model"]["decoder"]["config"].update(mapping_style="none"), "mapping_style='none'"),
+    (lambda c: c["model"]["pretransform"]["config"].update(oversampling=2), "oversampling=2"),
+    (lambda c: c["model"]["pretransform"]["config"].update(postfilter_channels=32), "postfilter_channels=32"),
+    (lambda c: c["model"]["encoder"]["config"].update(conformer=True), "conformer=True"),
+    (lambda c: c["model"]["encoder"]["config"].update(layer_scale=False), "layer_scale=False"),
+    (lambda c: c["model"]["encoder"]["config"].update(fancy=1), "'fancy'"),
+    (lambda c: c.update(sample_sizes=16000), "'sample_sizes'"),
+])
+def test_full_schema_features_taae_lacks_stay_one_line_errors(edit, key):
+    config = _schema("0.0.20")
+    edit(config)
+    with pytest.raises(ValueError) as info:
+        config_from_official(config)
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_full_schema_import_report_is_printed(tmp_path, capsys):
+    from taae.__main__ import main
+
+    sources = [str(SCHEMA_DIR / "model_config_sat0.0.20.json"), str(STABLE_CODEC_DIR / "model.safetensors")]
+    assert main(["import", "stable-codec", *sources, str(tmp_path / "export")]) == 0
+    printed = capsys.readouterr().out
+    assert "sample_size: accepted, ignored" in printed and "mapping_style='conv'" in printed
+
+
+def _trained(kind: str) -> dict[str, torch.Tensor]:
+    """The training wrapper's own state dict of ``kind`` ("ema": autoencoder_ema.ema_model, "online":
+    autoencoder), saved by the generator beside the checkpoint."""
+    out, _ = official("stable_codec_trained_outputs")
+    return {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith(f"{kind}/")}
+
+
+def _assert_is(model, state: dict[str, torch.Tensor]) -> None:
+    n = len(model.config.widths)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[official_name(key, n)]), key
+
+
+def test_trainer_checkpoint_fixture_is_what_stable_codec_writes():
+    ckpt = torch.load(TRAINED_DIR / "model.ckpt", map_location="cpu", weights_only=True)  # tensors and plain data
+    roots = {".".join(k.split(".")[:2]) for k in ckpt["state_dict"]}
+    assert {"autoencoder.encoder", "autoencoder_ema.ema_model", "autoencoder_ema.online_model"} <= roots
+    ema, online = _trained("ema"), _trained("online")
+    assert max((ema[k] - online[k]).abs().max() for k in ema) > 1e-4  # the test below can tell them apart
+    for k, v in ema.items():
+        assert torch.equal(ckpt["state_dict"][f"autoencoder_ema.ema_model.{k}"], v)
+        assert torch.equal(ckpt["state_dict"][f"autoencoder.{k}"], online[k])
+
+
+@torch.no_grad()
+def test_trainer_checkpoint_imports_ema_by_default_and_online_with_no_ema(tmp_path, capsys):
+    """stable-codec's AutoencoderTrainingWrapper (ema_pytorch EMA) saved through Lightning: the EMA weights live
+    under autoencoder_ema.ema_model., never under autoencoder_ema. directly."""
+    from taae.__main__ import main
+
+    ema, online = _trained("ema"), _trained("online")
+    loaded = load_stable_codec([TRAINED_DIR])
+    _assert_is(loaded.model, ema)  # main loaded autoencoder. here: prefix autoencoder_ema. left "ema_model.encoder"
+    assert any("state_dict/autoencoder_ema.ema_model." in n for n in loaded.notes)
+    raw = load_stable_codec([TRAINED_DIR], use_ema=False)
+    _assert_is(raw.model, online)
+    out, meta = official("stable_codec_trained_outputs")
+    x = checked_speech(0.1, meta["input"]["sha256_16"])
+    for model, kind in ((loaded.model, "ema"), (raw.model, "online")):
+        audio = model.decode_codes(model.quantizer(model.encode_unbounded(x)))
+        torch.testing.assert_close(audio, out[f"{kind}_audio"], **TOL)
+    for flags, state in (([], ema), (["--no-ema"], online)):
+        export = tmp_path / f"export{len(flags)}"
+        assert main(["import", "stable-codec", str(TRAINED_DIR), str(export), *flags]) == 0
+        _assert_is(Codec.load(export).model, state)
+    assert "autoencoder_ema.ema_model." in capsys.readouterr().out
+
+
+def test_checkpoint_with_an_unknown_ema_layout_is_refused(tmp_path):
+    ckpt = torch.load(TRAINED_DIR / "model.ckpt", map_location="cpu", weights_only=True)
+    state = ckpt["state_dict"]
+    renamed = {k.replace("autoencoder_ema.ema_model.", "autoencoder_ema.shadow."): v for k, v in state.items()}
+    torch.save({"state_dict": renamed}, tmp_path / "model.ckpt")
+    shutil.copy(TRAINED_DIR / "model_config.json", tmp_path / "model_config.json")
+    message = _error([tmp_path])
+    assert "no EMA autoencoder" in message and "--no-ema" in message
+    _assert_is(load_stable_codec([tmp_path], use_ema=False).model, _trained("online"))
+    # training.use_ema false: the wrapper has no autoencoder_ema at all; the online weights load, and say so
+    torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("autoencoder_ema.")}},
+               tmp_path / "model.ckpt")
+    loaded = load_stable_codec([tmp_path])
+    _assert_is(loaded.model, _trained("online"))
+    assert any("no EMA weights in this checkpoint" in n for n in loaded.notes)
