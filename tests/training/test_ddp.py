@@ -1,5 +1,5 @@
-"""Two-process DDP on CPU (gloo) through configs/trainer/ddp.yaml: exact mid-epoch resume, disjoint data per
-rank, a NaN on one rank skipped on both, one EMA. Each run is tests/training/ddp_worker.py in a subprocess."""
+"""Two-process DDP on CPU (gloo) through configs/trainer/ddp.yaml, with the gradient balancer on: exact mid-epoch
+resume, disjoint data per rank, a NaN on one rank skipped on both, one EMA, one set of balancer scales. Each run is tests/training/ddp_worker.py in a subprocess."""
 
 import json
 import os
@@ -67,6 +67,17 @@ def test_two_process_resume_is_bit_identical_to_an_uninterrupted_run(runs):
         done = len(runs["first"][rank]["seen"])  # batches before the checkpoint (the NaN batch made no step)
         assert resumed[rank]["seen"] == straight[rank]["seen"][done:]
         assert resumed[rank]["seen"][0][0] == done and done % BATCHES_PER_EPOCH != 0  # mid-epoch
+
+
+def test_both_ranks_apply_identical_balancer_scales_at_every_step(runs):
+    # Bug (main): each rank balanced with its own local gradient norms, so the ranks' effective weights differed
+    # (and their generator gradients were averaged from differently weighted terms).
+    for run in ("straight", "resumed"):
+        scales = [runs[run][rank]["scales"] for rank in (0, 1)]
+        assert len(scales[0]) > 0 and scales[0] == scales[1], run
+    straight, resumed = runs["straight"][0]["scales"], runs["resumed"][0]["scales"]
+    assert resumed == straight[len(straight) - len(resumed):]  # the resumed balancer continued exactly
+    assert {"mel", "waveform"} <= set(straight[-1])
 
 
 def test_each_rank_sees_disjoint_data_every_epoch(runs):
