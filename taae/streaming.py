@@ -46,6 +46,7 @@ __all__ = [
     "decode_step",
     "encode_step",
     "init_state",
+    "latent_step",
     "reset_state",
     "streaming",
 ]
@@ -196,12 +197,23 @@ def encode_step(model: nn.Module, chunk: Tensor, state: State, preset: str | Non
     Returns:
         ``(tokens (B, K, n) int64, the new state)``; the tokens equal ``model.encode`` of the whole signal.
     """
+    latent, state = latent_step(model, chunk, state)
+    return model.tokens_from_latent(latent, preset), state
+
+
+@torch.no_grad()
+def latent_step(model: nn.Module, chunk: Tensor, state: State) -> tuple[Tensor, State]:
+    """The first half of :func:`encode_step`: the encoder's latent before tanh (B, D, n) float32 and the new state.
+
+    It equals ``model.encode_unbounded`` of the whole signal to float rounding (the order in which each chunk's
+    sums accumulate differs), which ``benchmarks/streaming_tokens.py`` measures.
+    """
     layers = _layers(model, "encoder")
     batch = _check_state(layers, state, "encoder")
     wav = _check_chunk(model, chunk, batch)
     weight = next(model.encoder.parameters())
     x, state = _run(layers, patch(wav.to(weight.device, weight.dtype), model.config.patch_size), state)
-    return model.tokens_from_latent(x.float(), preset), state
+    return x.float(), state
 
 
 @torch.no_grad()

@@ -257,17 +257,22 @@ def test_shipped_data_configs_parse_and_instantiate(name, messy):
     assert dm.segment_length % 640 == 0 and dm.sample_rate == 16000
 
 
+@pytest.fixture(scope="module")
+def files24(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files24")
+    for i in range(24):
+        save_audio(root / f"f{i:02d}.wav", clip(0.02, 16000, i), 16000)
+    return root
+
+
 @pytest.mark.parametrize(("before", "after", "stop"), [((1, 0), (2, 0), 4), ((2, 0), (1, 0), 3), ((1, 0), (1, 2), 5)])
-def test_resume_on_another_topology_sees_every_file_of_the_epoch_once(tmp_path, before, after, stop):
+def test_resume_on_another_topology_sees_every_file_of_the_epoch_once(files24, before, after, stop):
     # Bug (main): the data state held only (epoch, batches consumed), in the checkpointing topology's units: on
     # 2 devices a 1-device position skipped half the epoch's files, on 1 device a 2-device one repeated them.
     from tests.data.topology import resumed_epoch
 
-    for i in range(24):
-        save_audio(tmp_path / f"f{i:02d}.wav", clip(0.02, 16000, i), 16000)
-
     def factory(workers):
-        return lambda: AudioDataModule(str(tmp_path), segment_length=160, batch_size=2, num_workers=workers, seed=3)
+        return lambda: AudioDataModule(str(files24), segment_length=160, batch_size=2, num_workers=workers, seed=3)
 
     seen = resumed_epoch(factory(before[1]), before[0], stop, factory(after[1]), after[0])
     assert sorted(seen) == list(range(24))

@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--resume", default=None)
     parser.add_argument("--nan-rank", type=int, default=-1)
     parser.add_argument("--nan-batch", type=int, default=-1)
+    parser.add_argument("--devices", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -84,7 +85,7 @@ def main() -> None:
         callbacks.append(ModelCheckpoint(dirpath=Path(args.out) / "ckpt", every_n_train_steps=args.ckpt_every,
                                          save_top_k=-1))
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy=DDPStrategy(**strategy["init_args"]),
+        accelerator="cpu", devices=args.devices, strategy=DDPStrategy(**strategy["init_args"]),
         use_distributed_sampler=config["use_distributed_sampler"], max_steps=args.max_steps, logger=False,
         enable_checkpointing=bool(callbacks), callbacks=callbacks, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=args.out)
