@@ -138,7 +138,7 @@ def _skip_run(tmp_path, **probe) -> tuple[_Probe, L.Trainer]:
                     loss_weights=SKIP_WEIGHTS, balancer=GradientBalancer(ema_decay=0.5, per_item=False),
                     ema_decay=0.9, optimizer_g=lambda p: torch.optim.AdamW(p, lr=1e-3),
                     optimizer_d=lambda p: torch.optim.AdamW(p, lr=1e-3), **probe)
-    wav = torch.stack([synth_speech(0.08, seed=i) for i in range(2)])  # (2, 1, 1280)
+    wav = torch.stack([synth_speech(0.04, seed=i) for i in range(2)])  # (2, 1, 640)
     loader = torch.utils.data.DataLoader([wav] * (max(POISON) + 1 + AFTER), batch_size=None)
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
