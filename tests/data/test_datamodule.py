@@ -276,3 +276,15 @@ def test_resume_on_another_topology_sees_every_file_of_the_epoch_once(files24, b
 
     seen = resumed_epoch(factory(before[1]), before[0], stop, factory(after[1]), after[0])
     assert sorted(seen) == list(range(24))
+
+
+def test_an_unaligned_resume_repeats_nothing_and_drops_less_than_one_global_batch(files24):
+    # 10 files seen on 1 device, 14 left for 2 devices × batch 2: 3 batches each, the 2 left over are dropped as
+    # drop_last drops a short batch. Bug (main): the 2-device run skipped 5 batches of its own, i.e. 10 more files.
+    from tests.data.topology import resumed_epoch
+
+    def make():
+        return AudioDataModule(str(files24), segment_length=160, batch_size=2, seed=3)
+
+    seen = resumed_epoch(make, 1, 5, make, 2)
+    assert len(seen) == len(set(seen)) == 22
