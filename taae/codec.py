@@ -37,6 +37,7 @@ from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
 from taae.export import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    build_generator,
     load_strict,
     model_spec,
     read_checkpoint,
@@ -49,7 +50,6 @@ from taae.models.base import CODEC_METHODS, count_parameters, num_frames
 from taae.models.interface import SupportsUserPresets, check_codec_model
 from taae.quantizers.residual_fsq import PRESET_ALIASES
 from taae.quantizers.token_spec import TokenSpec
-from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
 from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec
 from taae.tokens import TokenFile
@@ -132,7 +132,8 @@ class Codec:
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
         spec, state, which = read_checkpoint(path, use_ema, trust=trust)
-        model = instantiate(spec, f"{path}: taae.generator", requires=CODEC_METHODS)
+        model = build_generator(spec, f"{path}: taae.generator",
+                                sum(t.numel() * t.element_size() for t in state.values()), f"its {which} weights")
         load_strict(model, state, f"{path} ({which} weights)")
         return cls(model, device=device, spec=spec, weights=which, **kwargs)
 

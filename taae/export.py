@@ -32,6 +32,7 @@ __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "WEIGHTS_NAME",
+    "build_generator",
     "load_strict",
     "model_spec",
     "read_checkpoint",
@@ -75,17 +76,34 @@ def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None
     model.load_state_dict(state, strict=True)
 
 
+def build_generator(spec: Any, where: str, available_bytes: int, source: str) -> nn.Module:
+    """The codec model ``spec`` names, built only if its weights fit in what the file holds.
+
+    The model is first built on the ``meta`` device (shapes, no memory), so a config naming a huge model is refused
+    before anything is allocated: a file cannot hold fewer bytes than the weights it claims to carry.
+    """
+    with torch.device("meta"):
+        probe = instantiate(spec, where, requires=CODEC_METHODS)
+    needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    del probe
+    if needed > available_bytes:
+        raise ValueError(f"{where} names a model with {needed / 1e6:.1f} MB of weights but {source} holds only "
+                         f"{available_bytes / 1e6:.1f} MB; refused before allocating it")
+    return instantiate(spec, where, requires=CODEC_METHODS)
+
+
 def read_checkpoint(path: Path, use_ema: bool, trust: bool = False) -> tuple[dict[str, Any], dict[str, Tensor], str]:
     """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint.
 
     Loaded with ``weights_only=True`` unless ``trust`` (see :func:`taae.safety.load_checkpoint`).
     """
     ckpt = load_checkpoint(path, trust=trust)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "generator" not in ckpt.get("taae", {}):
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+    if (not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict)
+            or not isinstance(ckpt.get("taae"), dict) or "generator" not in ckpt["taae"]):
+        keys = sorted(map(str, ckpt))[:12] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a taae training checkpoint: expected 'state_dict' and 'taae' "
                          f"(with 'generator') entries, found {keys}")
-    state = ckpt["state_dict"]
+    state = {k: v for k, v in ckpt["state_dict"].items() if isinstance(k, str) and isinstance(v, Tensor)}
     has_ema = any(k.startswith("ema.model.") for k in state)
     which = "ema" if use_ema and has_ema else "generator"
     prefix = "ema.model." if which == "ema" else "generator."
@@ -119,7 +137,8 @@ def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
     for key in ("generator", "model_hash"):
         if key not in config:
             raise ValueError(f"{config_path}: missing key {key!r}")
-    model = instantiate(config["generator"], f"{config_path}: generator", requires=CODEC_METHODS)
+    model = build_generator(config["generator"], f"{config_path}: generator", weights_path.stat().st_size,
+                            str(weights_path))
     try:
         weights = load_file(str(weights_path))
     except Exception as err:  # noqa: BLE001 -- safetensors raises its own SafetensorError (and OSError)
