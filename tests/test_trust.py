@@ -137,3 +137,91 @@ def test_a_config_naming_a_huge_model_is_refused_before_allocation(tmp_path):
     with pytest.raises(ValueError, match=r"names a model with \d+\.\d MB of weights but .*model.safetensors holds "
                                          r"only"):
         Codec.load(folder)
+
+
+# -- a property test over loaders -------------------------------------------------------------------------------
+
+def _class_paths() -> list[str]:
+    """Class (and callable) paths importable from taae, torch and the standard library, dangerous ones first."""
+    import builtins
+    import inspect
+    import pathlib
+    import shutil
+    import subprocess as sp
+
+    import taae.eval.run  # noqa: F401 -- imported for its classes
+    import taae.jobs.cli  # noqa: F401
+    import taae.training  # noqa: F401
+
+    paths = ["taae.training.module.CodecModule", "taae.training.CodecModule", "os.system", "subprocess.Popen",
+             "builtins.exec", "builtins.open", "runpy.run_path", "pickle.loads", "torch.load", "shutil.rmtree"]
+    modules = [m for name, m in sorted(sys.modules.items()) if name == "taae" or name.startswith("taae.")]
+    modules += [torch, torch.nn, torch.optim, torch.optim.lr_scheduler, torch.utils.data, os, sp, builtins,
+                pathlib, shutil]
+    for module in modules:
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) or inspect.isbuiltin(obj) or inspect.isfunction(obj):
+                paths.append(f"{module.__name__}.{name}")
+    return list(dict.fromkeys(paths))
+
+
+def _payload_args(marker: Path, aux: Path, generator: dict) -> list[dict]:
+    return [{"command": f"touch {marker}"}, {"args": ["touch", str(marker)]}, {"file": str(marker), "mode": "w"},
+            {"f": str(aux), "weights_only": False}, {"path": str(marker)},
+            evil_nested(generator, aux)["init_args"]["extra"]["init_args"], {}]
+
+
+def _nodes(value, out):
+    """Every mapping inside ``value`` (specs, init_args, the config), to insert nested specs at every level."""
+    if isinstance(value, dict):
+        out.append(value)
+        for item in value.values():
+            _nodes(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _nodes(item, out)
+    return out
+
+
+def test_random_mutations_of_an_export_never_run_a_payload_nor_raise_a_traceback(tmp_path):
+    # Bug on main: nested CodecModule specs ran aux.ckpt's payload, and constructors' TypeErrors / KeyErrors on odd
+    # values escaped as tracebacks. Seeded, bounded: ~150 loads of a tiny model.
+    import random
+
+    from taae.errors import USER_ERRORS
+
+    marker = tmp_path / "pwned"
+    folder = Codec(tiny_model()).export(tmp_path / "model")
+    aux = _aux_checkpoint(folder / "aux.ckpt", marker)
+    original = json.loads((folder / "config.json").read_text())
+    paths = _class_paths()
+    rng = random.Random(28)
+    odd_values = [None, True, -1, 0, 3.5, float("nan"), "x" * 5, [], {}, [1, "a"], {"a": {"b": None}}, 2**70,
+                  str(aux), str(marker)]
+    outcomes = {"loaded": 0, "refused": 0}
+    for example in range(150):
+        config = copy.deepcopy(original)
+        generator = config["generator"]
+        for _ in range(rng.randint(1, 3)):
+            kind = rng.random()
+            nodes = _nodes(config, [])
+            node = rng.choice(nodes)
+            spec = {"class_path": rng.choice(paths[:10] if rng.random() < 0.4 else paths),
+                    "init_args": rng.choice(_payload_args(marker, aux, original["generator"]))}
+            if kind < 0.3:      # swap the generator's class path
+                generator["class_path"] = spec["class_path"]
+            elif kind < 0.7:    # a nested spec at a random level, under a new key or over an existing one
+                key = rng.choice([*node, "extra", "generator", "init_weights_from"]) if node else "extra"
+                node[key] = spec if rng.random() < 0.8 else [spec, spec]
+            else:               # an odd value anywhere
+                if node:
+                    node[rng.choice(list(node))] = rng.choice(odd_values)
+        (folder / "config.json").write_text(json.dumps(config))
+        try:
+            Codec.load(folder)
+            outcomes["loaded"] += 1
+        except USER_ERRORS as err:
+            outcomes["refused"] += 1
+            assert str(err).strip(), f"example {example}: empty message"
+        assert not marker.exists(), f"example {example} ran the payload: {json.dumps(config)[:2000]}"
+    assert outcomes["refused"] > 100, outcomes
