@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from taae.atomic import check_not_input
 from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
 
 TOKEN_SUFFIXES = (".npz",)
@@ -35,7 +36,9 @@ def find_jobs(source: str, dest: str, suffixes: tuple[str, ...],
     path, out_suffix = Path(source), out_suffixes[0]
     if path.is_file():
         out = Path(dest)
-        return [(path, out if out.suffix.lower() in out_suffixes else out / (path.stem + out_suffix))]
+        out = out if out.suffix.lower() in out_suffixes else out / (path.stem + out_suffix)
+        check_not_input(out, [path])
+        return [(path, out)]
     if path.is_dir():
         root, files = path, sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     elif glob.has_magic(source):
@@ -52,6 +55,7 @@ def find_jobs(source: str, dest: str, suffixes: tuple[str, ...],
     jobs = [(f, Path(dest) / f.relative_to(root).with_suffix(out_suffix)) for f in files]
     seen: dict[Path, Path] = {}
     for src, out in jobs:
+        check_not_input(out, [src])
         if out in seen:
             raise ValueError(f"{seen[out]} and {src} would both write {out}")
         seen[out] = src

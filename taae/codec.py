@@ -109,15 +109,16 @@ class Codec:
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
-             trust: bool = False, **kwargs) -> Codec:
+             trust: bool = False, trust_hint: str | None = None, **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
 
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
         missing, unexpected or mis-shaped key raises ``ValueError`` listing them. A checkpoint that holds pickled
-        objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``) unless ``trust``;
-        a class path off the allow-list is always refused. ``kwargs`` go to ``Codec``.
+        objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``, whose message ends
+        with ``trust_hint``: how the caller's user turns trust on) unless ``trust``; a class path off the registry
+        is always refused. ``kwargs`` go to ``Codec``.
         """
         path = Path(path)
         if not path.exists():
@@ -131,7 +132,7 @@ class Codec:
             return cls(model, device=device, weights=f"{kind} official", **kwargs)
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
-        spec, state, which = read_checkpoint(path, use_ema, trust=trust)
+        spec, state, which = read_checkpoint(path, use_ema, trust=trust, trust_hint=trust_hint)
         model = build_generator(spec, f"{path}: taae.generator",
                                 sum(t.numel() * t.element_size() for t in state.values()), f"its {which} weights")
         load_strict(model, state, f"{path} ({which} weights)")

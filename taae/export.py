@@ -92,12 +92,14 @@ def build_generator(spec: Any, where: str, available_bytes: int, source: str) ->
     return instantiate(spec, where, requires=CODEC_METHODS)
 
 
-def read_checkpoint(path: Path, use_ema: bool, trust: bool = False) -> tuple[dict[str, Any], dict[str, Tensor], str]:
+def read_checkpoint(path: Path, use_ema: bool, trust: bool = False,
+                    trust_hint: str | None = None) -> tuple[dict[str, Any], dict[str, Tensor], str]:
     """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint.
 
     Loaded with ``weights_only=True`` unless ``trust`` (see :func:`taae.safety.load_checkpoint`).
     """
-    ckpt = load_checkpoint(path, trust=trust)
+    ckpt = load_checkpoint(path, trust=trust) if trust_hint is None else \
+        load_checkpoint(path, trust=trust, trust_hint=trust_hint)
     if (not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict)
             or not isinstance(ckpt.get("taae"), dict) or "generator" not in ckpt["taae"]):
         keys = sorted(map(str, ckpt))[:12] if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from taae import audio
+from taae.atomic import check_not_input
 from taae.streaming import StreamingSession, algorithmic_latency
 from taae.tokens import TokenFile
 
@@ -126,6 +127,10 @@ def stream_file(codec, source: str | os.PathLike, output: str | os.PathLike, chu
     whole file first, which a live stream cannot (``normalize=False`` keeps the level, as a live link would).
     ``tokens_path`` also writes the tokens as a :class:`taae.tokens.TokenFile` that ``taae decode`` reads.
     """
+    check_not_input(output, [source])
+    if tokens_path is not None:
+        check_not_input(tokens_path, [source], "--tokens")
+        check_not_input(tokens_path, [output], "--tokens")
     wav, rate = audio.load_audio(source)
     x, gain_db = codec.preprocess_with_gain(wav, rate, normalize, source=str(source))  # (1, T)
     chunk_frames = chunk_frames_for(chunk_ms, codec.hop_length, codec.sample_rate)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from taae.atomic import check_not_input
 from taae.audio import AUDIO_SUFFIXES, AudioError
 from taae.data.dataset import check_file, find_audio_files
 from taae.jobs.files import fsync_replace
@@ -100,6 +101,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, shard_size: int =
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"--format must be one of {list(AUDIO_FORMATS)}, got {audio_format!r}")
     source, out = Path(source), Path(out)
+    check_not_input(out, [source], "OUT")
     files = find_audio_files(source)
     if not files:
         raise ValueError(f"{source}: no audio files ({'/'.join(AUDIO_SUFFIXES)})")
