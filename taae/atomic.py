@@ -74,7 +74,8 @@ def _check_writable(path: Path) -> None:
     """Refuse what ``open(path, "w")`` would refuse, before anything is staged."""
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if path.exists() and not os.access(path, os.W_OK):
+    effective = os.access in os.supports_effective_ids  # checks as the user writes (euid), not the real uid
+    if path.exists() and not os.access(path, os.W_OK, effective_ids=effective):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
 
