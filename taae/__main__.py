@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import sys
 from pathlib import Path
 
@@ -91,6 +92,9 @@ def _codec(args, use_ema: bool = True):
 
     kwargs = {}
     if getattr(args, "chunk_seconds", None) is not None:
+        if not (math.isfinite(args.chunk_seconds) and args.chunk_seconds >= 0):  # NaN and -1 used to mean "never"
+            raise ValueError(f"--chunk-seconds must be a length in seconds, or 0 to never chunk; got "
+                             f"{args.chunk_seconds}")
         kwargs["chunk_seconds"] = args.chunk_seconds if args.chunk_seconds > 0 else None
     if getattr(args, "overlap_frames", None) is not None:
         kwargs["overlap_frames"] = args.overlap_frames

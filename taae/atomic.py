@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "check_not_input", "fsync_dir", "same_file", "write_bytes", "write_error", "write_many", "write_text",
+__all__ = ["TEMP_SUFFIX", "atomic_write", "check_not_input", "fsync_dir", "new_file_mode", "same_file", "write_bytes", "write_error", "write_many", "write_text",
            "write_with"]
 
 TEMP_SUFFIX = ".tmp"
@@ -38,6 +38,11 @@ def write_error(path: str | os.PathLike, err: OSError) -> OSError:
     new = type(err)(f"cannot write {path}: {reason}")
     new.errno = err.errno  # only errno: with strerror or filename set, str() would print "[Errno 28] …" instead
     return new
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 minus the umask (``mkstemp`` gives 0600)."""
+    return _new_file_mode()
 
 
 def _new_file_mode() -> int:

@@ -57,7 +57,11 @@ from taae.tokens import TokenFile
 # -- helpers ---------------------------------------------------------------------------------------------------
 
 def _device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:  # torch's message lists every device type it knows, over lines
+        raise ValueError(f"device {str(device)!r} is not a device torch knows; use cpu, cuda, cuda:N or mps") \
+            from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
     if device.type == "mps" and not torch.backends.mps.is_available():
