@@ -43,6 +43,7 @@ __all__ = [
     "TRAINING_PARTS",
     "Buildable",
     "allow_class",
+    "check_resumable",
     "import_class",
     "instantiate",
     "load_checkpoint",
@@ -103,6 +104,26 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
         return _load_trusted(path, map_location)
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
         raise ValueError(f"cannot read checkpoint {path}: {_first_line(err)}") from err
+
+
+def check_resumable(path: str | Path) -> None:
+    """Refuse, in one line, a checkpoint to resume from that the safe load would refuse (``train.py --ckpt_path``).
+
+    Only the pickle is read (no tensors), and nothing in it is run. Training never unpickles fully: a checkpoint
+    written by taae always loads safely (:func:`make_checkpoint_safe`).
+
+    Raises:
+        UntrustedFileError: the file holds pickled objects beyond tensors and plain values, named.
+        ValueError: the file is not a readable checkpoint.
+    """
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot read checkpoint {path}: {_first_line(err)}") from err
+    if unsafe:
+        raise UntrustedFileError(f"--ckpt_path {path} holds pickled objects that only full unpickling restores "
+                                 f"({', '.join(sorted(unsafe))}); training resumes only from checkpoints that load "
+                                 "safely, so nothing was run")
 
 
 def _load_trusted(path: Path, map_location: Any) -> Any:
