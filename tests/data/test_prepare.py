@@ -125,3 +125,17 @@ def test_bad_arguments_raise_one_line_errors(tmp_path):
         prepare(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ValueError, match="--shard-size"):
         prepare(tmp_path, tmp_path / "out", shard_size=0)
+
+
+def test_a_truncated_wav_is_refused_by_training_and_prepare_as_encode_refuses_it(tmp_path):
+    # Bug on main: check_file (training data, taae prepare) read a truncated WAV as a shorter valid one.
+    from taae.audio import AudioError
+    from taae.data.dataset import check_file
+
+    src = write_folder(tmp_path / "src", 1, seconds=1.0)
+    data = (src / "sub" / "utt00.wav").read_bytes()
+    (src / "cut.wav").write_bytes(data[: 44 + 2 * 6000])
+    with pytest.raises(AudioError, match=r"cut.wav is truncated: 6000 frames present"):
+        check_file(src / "cut.wav")
+    report = prepare(src, tmp_path / "shar", progress=False)
+    assert report.cuts == 1 and [(Path(p).name, "truncated" in why) for p, why in report.skipped] == [("cut.wav", True)]
