@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "check_not_input", "fsync_dir", "new_file_mode", "same_file", "write_bytes", "write_error", "write_many", "write_text",
-           "write_with"]
+__all__ = ["TEMP_SUFFIX", "atomic_write", "check_not_input", "fsync_dir", "new_file_mode", "same_file", "write_bytes",
+           "write_error", "write_many", "write_text", "write_with"]
 
 TEMP_SUFFIX = ".tmp"
 """Temporary files are ``.<name>.<random>.tmp`` next to their target."""

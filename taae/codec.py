@@ -46,7 +46,7 @@ from taae.export import (
     write_export,
 )
 from taae.inference import InferenceOptions, prepare
-from taae.models.base import CODEC_METHODS, count_parameters, num_frames
+from taae.models.base import count_parameters, num_frames
 from taae.models.interface import SupportsUserPresets, check_codec_model
 from taae.quantizers.residual_fsq import PRESET_ALIASES
 from taae.quantizers.token_spec import TokenSpec

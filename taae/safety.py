@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 __all__ = [
     "TRUST_FLAG",

@@ -84,7 +84,8 @@ def chunk_frames_for(chunk_ms: float, hop_length: int, sample_rate: int) -> int:
     """Frames per chunk for ``chunk_ms``; ValueError unless it is a positive whole number of frames."""
     frame_ms = 1000.0 * hop_length / sample_rate
     frames = chunk_ms / frame_ms
-    if not (chunk_ms > 0 and math.isfinite(chunk_ms)) or not math.isclose(frames, round(frames), abs_tol=1e-6) or round(frames) < 1:
+    if not (chunk_ms > 0 and math.isfinite(chunk_ms)) or not math.isclose(frames, round(frames), abs_tol=1e-6) \
+            or round(frames) < 1:
         raise ValueError(f"--chunk-ms {chunk_ms:g} is not a whole number of {frame_ms:g} ms frames "
                          f"(hop {hop_length} samples at {sample_rate} Hz); use e.g. {frame_ms:g} or {2 * frame_ms:g}")
     return round(frames)

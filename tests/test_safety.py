@@ -19,12 +19,12 @@ from taae import __version__
 from taae.codec import Codec
 from taae.models.taae import TAAE
 from taae.safety import (
+    TRAINING_PARTS,
     UntrustedFileError,
     allow_class,
     instantiate,
     load_checkpoint,
     make_checkpoint_safe,
-    TRAINING_PARTS,
     optimizer_factory,
     resolve_class,
     unsafe_entries,
