@@ -183,9 +183,9 @@ def _nodes(value, out):
     return out
 
 
-def test_random_mutations_of_an_export_never_run_a_payload_nor_raise_a_traceback(tmp_path):
+def test_random_mutations_of_an_export_or_checkpoint_never_run_a_payload_nor_raise_a_traceback(tmp_path):
     # Bug on main: nested CodecModule specs ran aux.ckpt's payload, and constructors' TypeErrors / KeyErrors on odd
-    # values escaped as tracebacks. Seeded, bounded: ~150 loads of a tiny model.
+    # values escaped as tracebacks. Seeded, bounded: ~125 loads of a tiny model (every 4th also as a checkpoint).
     import random
 
     from taae.errors import USER_ERRORS
@@ -194,12 +194,13 @@ def test_random_mutations_of_an_export_never_run_a_payload_nor_raise_a_traceback
     folder = Codec(tiny_model()).export(tmp_path / "model")
     aux = _aux_checkpoint(folder / "aux.ckpt", marker)
     original = json.loads((folder / "config.json").read_text())
+    ckpt = torch.load(write_checkpoint(tmp_path / "real.ckpt", tiny_model()), weights_only=True)
     paths = _class_paths()
     rng = random.Random(28)
     odd_values = [None, True, -1, 0, 3.5, float("nan"), "x" * 5, [], {}, [1, "a"], {"a": {"b": None}}, 2**70,
                   str(aux), str(marker)]
     outcomes = {"loaded": 0, "refused": 0}
-    for example in range(150):
+    for example in range(100):
         config = copy.deepcopy(original)
         generator = config["generator"]
         for _ in range(rng.randint(1, 3)):
@@ -217,11 +218,16 @@ def test_random_mutations_of_an_export_never_run_a_payload_nor_raise_a_traceback
                 if node:
                     node[rng.choice(list(node))] = rng.choice(odd_values)
         (folder / "config.json").write_text(json.dumps(config))
-        try:
-            Codec.load(folder)
-            outcomes["loaded"] += 1
-        except USER_ERRORS as err:
-            outcomes["refused"] += 1
-            assert str(err).strip(), f"example {example}: empty message"
-        assert not marker.exists(), f"example {example} ran the payload: {json.dumps(config)[:2000]}"
-    assert outcomes["refused"] > 100, outcomes
+        targets = [folder]
+        if example % 4 == 0 and isinstance(config.get("generator"), dict):  # the same spec as ckpt["taae"]
+            torch.save({**ckpt, "taae": {"generator": config["generator"]}}, tmp_path / "mutated.ckpt")
+            targets.append(tmp_path / "mutated.ckpt")
+        for target in targets:
+            try:
+                Codec.load(target)
+                outcomes["loaded"] += 1
+            except USER_ERRORS as err:
+                outcomes["refused"] += 1
+                assert str(err).strip(), f"example {example}: empty message"
+            assert not marker.exists(), f"example {example} ran the payload: {json.dumps(config)[:2000]}"
+    assert outcomes["refused"] > 70, outcomes
