@@ -46,6 +46,9 @@ EXPORT_VERSION = 2
 """2: user presets live in the generator's config (``init_args.config.presets``); 1 kept them in ``presets``."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+SIZE_SLACK = 2
+"""A config may name a model at most this many times larger than the weights its file holds (:func:`build_generator`):
+memory allocated for a bad file stays within a small multiple of the file's own size."""
 
 
 def weights_hash(state_dict: dict[str, Tensor]) -> str:
@@ -80,13 +83,15 @@ def build_generator(spec: Any, where: str, available_bytes: int, source: str) ->
     """The codec model ``spec`` names, built only if its weights fit in what the file holds.
 
     The model is first built on the ``meta`` device (shapes, no memory), so a config naming a huge model is refused
-    before anything is allocated: a file cannot hold fewer bytes than the weights it claims to carry.
+    before anything is allocated: a file cannot hold fewer bytes than the weights it claims to carry. A model up to
+    :data:`SIZE_SLACK` times the file (plus 16 MB) is built, so that a near miss is reported key by key by
+    :func:`load_strict` instead.
     """
     with torch.device("meta"):
         probe = instantiate(spec, where, requires=CODEC_METHODS)
     needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
     del probe
-    if needed > available_bytes:
+    if needed > SIZE_SLACK * available_bytes + (16 << 20):
         raise ValueError(f"{where} names a model with {needed / 1e6:.1f} MB of weights but {source} holds only "
                          f"{available_bytes / 1e6:.1f} MB; refused before allocating it")
     return instantiate(spec, where, requires=CODEC_METHODS)
@@ -118,6 +123,7 @@ def read_checkpoint(path: Path, use_ema: bool, trust: bool = False,
 def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
     """(``config.json`` contents, generator with the export's weights) of an export folder; checks format, version
     and keys, not the hash (the caller compares ``config["model_hash"]`` with the loaded model's)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -139,6 +145,11 @@ def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
     for key in ("generator", "model_hash"):
         if key not in config:
             raise ValueError(f"{config_path}: missing key {key!r}")
+    try:
+        with safe_open(str(weights_path), "pt") as f:  # the header only: a corrupt file is named as such first
+            f.keys()
+    except Exception as err:  # noqa: BLE001 -- safetensors raises its own SafetensorError (and OSError)
+        raise ValueError(f"{weights_path} is not a readable safetensors file: {err}") from err
     model = build_generator(config["generator"], f"{config_path}: generator", weights_path.stat().st_size,
                             str(weights_path))
     try:

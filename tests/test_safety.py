@@ -19,6 +19,7 @@ from taae import __version__
 from taae.codec import Codec
 from taae.models.taae import TAAE
 from taae.safety import (
+    CODEC_MODELS,
     TRAINING_PARTS,
     UntrustedFileError,
     allow_class,
@@ -156,8 +157,12 @@ def test_allow_class_extends_the_list():
 
     with pytest.raises(UntrustedFileError):
         resolve_class(f"{Local.__module__}.{Local.__qualname__}")
+    path = f"{Local.__module__}.{Local.__qualname__}"
     allow_class(Local)
-    assert resolve_class(f"{Local.__module__}.{Local.__qualname__}") is Local
+    try:
+        assert resolve_class(path) is Local
+    finally:  # the registry is global: leave it as the other tests expect it
+        CODEC_MODELS.pop(path)
 
 
 def test_the_old_names_still_work():
