@@ -70,7 +70,8 @@ class UntrustedFileError(ValueError):
 # -- checkpoints ---------------------------------------------------------------------------------------------
 
 def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "cpu",
-                    trust_hint: str = f"pass {TRUST_FLAG} (trust=True in Python)") -> Any:
+                    trust_hint: str = f"pass {TRUST_FLAG} (trust=True in Python)",
+                    trust_source: str = TRUST_FLAG) -> Any:
     """``torch.load`` a checkpoint without running code from it, unless ``trust``.
 
     Args:
@@ -78,6 +79,7 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
         trust: unpickle fully when the safe load refuses the file (it can then run any code in it); warns.
         map_location: as in ``torch.load``.
         trust_hint: how the caller's user turns ``trust`` on, for the refusal message.
+        trust_source: what turned ``trust`` on, for the warning (the user's flag or setting, never a file).
 
     Raises:
         FileNotFoundError: no such file.
@@ -98,7 +100,7 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
                 f"{path} holds pickled objects that only full unpickling restores ({', '.join(unsafe)}); "
                 f"unpickling can run any code, so it was not loaded. If you trust this file, {trust_hint}"
             ) from None
-        warnings.warn(f"{path}: fully unpickling a trusted checkpoint ({TRUST_FLAG}); it holds "
+        warnings.warn(f"{path}: fully unpickling a trusted checkpoint ({trust_source}); it holds "
                       f"{', '.join(unsafe)}", stacklevel=2)
         return _load_trusted(path, map_location)
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:

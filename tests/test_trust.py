@@ -230,3 +230,18 @@ def test_random_mutations_of_an_export_or_checkpoint_never_run_a_payload_nor_rai
                 assert str(err).strip(), f"example {example}: empty message"
             assert not marker.exists(), f"example {example} ran the payload: {json.dumps(config)[:2000]}"
     assert outcomes["refused"] > 70, outcomes
+
+
+def test_the_trust_warning_names_the_setting_that_gave_trust(tmp_path):
+    # Bug on main: trust given by model.init_args.trust_init_weights was reported as --trust-checkpoint.
+    import fractions
+
+    from taae.training import CodecModule
+
+    path = write_checkpoint(tmp_path / "old.ckpt", tiny_model())
+    data = torch.load(path, weights_only=True)
+    data["hyper_parameters"] = {"ratio": fractions.Fraction(1, 3)}  # harmless, but not a plain type
+    torch.save(data, path)
+    with pytest.warns(UserWarning, match=r"trusted checkpoint \(model.init_args.trust_init_weights\)"):
+        CodecModule(generator=tiny_model(), init_weights_from=str(path), trust_init_weights=True, num_audio_samples=0,
+                    loss_weights={"mel": 1.0})
