@@ -12,7 +12,6 @@ import pytest
 import soundfile as sf
 
 from taae.__main__ import TOKEN_SUFFIXES, find_jobs
-from taae.atomic import check_not_input
 from taae.audio import AUDIO_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +25,8 @@ def _wav(path: Path) -> Path:
 
 
 def test_check_not_input_sees_links_and_resolved_paths(tmp_path):
+    from taae.atomic import check_not_input
+
     src = _wav(tmp_path / "a.wav")
     os.link(src, tmp_path / "hard.npz")
     (tmp_path / "soft.wav").symlink_to(src)
