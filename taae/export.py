@@ -20,12 +20,16 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from taae import __version__
 from taae.atomic import write_many
 from taae.models import model_spec
 from taae.models.base import CODEC_METHODS
-from taae.safety import instantiate, load_checkpoint
+from taae.safety import ModelTooLarge, instantiate, load_checkpoint
 
 __all__ = [
     "CONFIG_NAME",
@@ -87,13 +91,29 @@ def build_generator(spec: Any, where: str, available_bytes: int, source: str) ->
     :data:`SIZE_SLACK` times the file (plus 16 MB) is built, so that a near miss is reported key by key by
     :func:`load_strict` instead.
     """
-    with torch.device("meta"):
-        probe = instantiate(spec, where, requires=CODEC_METHODS)
+    limit = SIZE_SLACK * available_bytes + (16 << 20)
+    registered = 0
+
+    def count(module, name, tensor):  # stops a deep model's meta build early, not after a million layers
+        nonlocal registered
+        if tensor is not None:
+            registered += tensor.numel() * tensor.element_size()
+            if registered > limit:
+                raise ModelTooLarge(f"{where} names a model with more than {registered / 1e6:.1f} MB of weights but "
+                                    f"{source} holds only {available_bytes / 1e6:.1f} MB; refused before allocating it")
+
+    hooks = [register_module_parameter_registration_hook(count), register_module_buffer_registration_hook(count)]
+    try:
+        with torch.device("meta"):
+            probe = instantiate(spec, where, requires=CODEC_METHODS)
+    finally:
+        for hook in hooks:
+            hook.remove()
     needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
     del probe
-    if needed > SIZE_SLACK * available_bytes + (16 << 20):
-        raise ValueError(f"{where} names a model with {needed / 1e6:.1f} MB of weights but {source} holds only "
-                         f"{available_bytes / 1e6:.1f} MB; refused before allocating it")
+    if needed > limit:
+        raise ModelTooLarge(f"{where} names a model with {needed / 1e6:.1f} MB of weights but {source} holds only "
+                            f"{available_bytes / 1e6:.1f} MB; refused before allocating it")
     return instantiate(spec, where, requires=CODEC_METHODS)
 
 

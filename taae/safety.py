@@ -41,6 +41,7 @@ __all__ = [
     "CODEC_MODELS",
     "TRAINING_PARTS",
     "Buildable",
+    "ModelTooLarge",
     "allow_class",
     "check_resumable",
     "import_class",
@@ -61,6 +62,10 @@ SPEC_KEYS = ("class_path", "init_args", "dict_kwargs")
 _TORCH_FACTORY_MODULES = ("torch.optim", "torch.optim.lr_scheduler")
 _TORCH_FACTORY_BASES = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
 _EXTRA_ALLOWED: dict[str, type] = {}
+
+
+class ModelTooLarge(ValueError):
+    """A file names a model larger than the weights it holds; refused before the model is allocated."""
 
 
 class UntrustedFileError(ValueError):
@@ -415,7 +420,7 @@ def instantiate(spec: dict[str, Any], where: str = "config", requires: Iterable[
     args = _arguments(spec, where, registry[spec["class_path"]])
     try:
         return cls(**args)
-    except UntrustedFileError:
+    except (UntrustedFileError, ModelTooLarge):
         raise
     except BUILD_ERRORS as err:
         raise ValueError(f"{where}: cannot build {spec['class_path']} from init_args {sorted(args)[:8]}: "
