@@ -99,6 +99,32 @@ def test_cli_commands_refuse_the_nested_codec_module_in_one_line(evil_files, tmp
         assert "--trust-checkpoint" not in lines[0]
 
 
+@pytest.mark.parametrize("verb", ["encode", "decode", "stream"])
+def test_encode_decode_stream_refuse_the_nested_codec_module_in_one_line(evil_files, tmp_path, capsys, verb):
+    # Bug on main: each of these loaded the codec through the allow-list that built CodecModule, running the payload.
+    from taae.__main__ import main
+
+    folder, ckpt, marker = evil_files
+    for model in (folder, ckpt):
+        code = main([verb, str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "-c", str(model)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "'extra'" in err[0] and not marker.exists(), err
+
+
+def test_tokenize_refuses_the_nested_codec_module(evil_files, tmp_path):
+    from taae.data.prepare import prepare
+    from taae.jobs.tokenize import tokenize
+
+    folder, ckpt, marker = evil_files
+    (tmp_path / "src").mkdir()
+    sf.write(tmp_path / "src" / "a.wav", np.zeros(3200, dtype="float32"), 16000)
+    prepare(tmp_path / "src", tmp_path / "shar", progress=False)
+    for model in (folder, ckpt):
+        with pytest.raises(UntrustedFileError, match=REFUSAL):
+            tokenize(str(tmp_path / "shar"), tmp_path / "tok", checkpoint=str(model), progress=False)
+    assert not marker.exists()
+
+
 def test_evaluate_refuses_the_nested_codec_module(evil_files, tmp_path):
     folder, _, marker = evil_files
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
