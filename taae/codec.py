@@ -13,7 +13,7 @@ processed in overlapping chunks with bounded memory; see :func:`taae.chunking.ch
 :mod:`taae.export`.
 
 Loading runs no code from the file: a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``
-(``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from allow-listed classes only
+(``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from registered codec models only
 (:mod:`taae.safety`). An export (``config.json`` + ``model.safetensors``) never unpickles.
 
 Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.

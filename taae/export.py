@@ -4,7 +4,7 @@ An export is a folder with ``config.json`` (generator spec with its user presets
 ``model.safetensors``; it executes no code when loaded. A Lightning ``.ckpt`` is read with
 ``torch.load(weights_only=True)`` (:func:`taae.safety.load_checkpoint`; ``trust=True`` unpickles fully). Both carry
 the generator's ``{class_path, init_args: {config}}`` spec, so loading never needs the YAML; it is built from
-allow-listed classes only (:func:`taae.safety.instantiate`). Both load strictly, reporting every missing,
+registered codec model classes only (:func:`taae.safety.instantiate`). Both load strictly, reporting every missing,
 unexpected or mis-shaped key (§9 item 8). :class:`taae.codec.Codec` loads and exports through these functions.
 
 Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.

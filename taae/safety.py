@@ -1,4 +1,4 @@
-"""Trust boundaries: loading checkpoints without running their code, and building classes from an allow-list.
+"""Trust boundaries: loading checkpoints without running their code, and building classes from a registry.
 
 Two things in a file can run code when taae reads it:
 
@@ -69,7 +69,7 @@ class ModelTooLarge(ValueError):
 
 
 class UntrustedFileError(ValueError):
-    """A file asks for code to run (a pickled global, a class path off the allow-list); nothing was run."""
+    """A file asks for code to run (a pickled global, a class path off the registry, a nested spec); nothing was run."""
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
