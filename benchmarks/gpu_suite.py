@@ -23,7 +23,7 @@ machine, one line per finished pytest test, per inference row, and per step with
 so a timeout or a lost connection keeps everything before it. Each step's full output is in ``--out``/logs/. The
 dry run (``--device cpu --quick``) runs the same steps through the same scripts at tiny sizes; the tests that need
 CUDA itself (the FlexAttention compile) are collected and skipped there, and the compile step uses the
-``aot_eager`` backend (inductor on the CPU is tested by tests/training/test_compile.py).
+``eager`` backend (dynamo capture and recompiles; inductor on the CPU is tested by tests/training/test_compile.py).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _ladder(size: str) -> list[str]:
 def _pytest(*selection: str) -> Callable[[argparse.Namespace], list[str]]:
     # -p suite_report: one JSON line per finished test (benchmarks/suite_report.py); -v: one line per test in the log.
     return lambda args: [PY, "-m", "pytest", *selection, "-v", "-p", "suite_report", "-p", "no:cacheprovider",
-                         "-o", "addopts=", "--tb=short"]
+                         "-o", "addopts=", "--tb=short", "--capture=sys"]
 
 
 def _inference(args) -> list[str]:
@@ -84,7 +84,7 @@ def _train(size: str, batch: int, checkpointing: bool | None = None,
            compile: bool = False) -> Callable[[argparse.Namespace], list[str]]:
     """train_step.py on recipe + ladder size (tiny.yaml in a dry run); ``checkpointing=False`` overlays it off."""
     def build(args) -> list[str]:
-        configs = [str(ROOT / "configs/taae/tiny.yaml")] if args.quick else _ladder(size)
+        configs = [str(ROOT / "configs/taae/tiny.yaml"), str(args.out / "micro.yaml")] if args.quick else _ladder(size)
         label = size
         if checkpointing is not None:  # an explicit overlay either way (950m.yaml alone turns it on)
             configs.append(str(args.out / f"checkpointing_{str(checkpointing).lower()}.yaml"))
@@ -94,8 +94,8 @@ def _train(size: str, batch: int, checkpointing: bool | None = None,
         flags = []
         if compile:
             label += "_compile"
-            # On the CPU inductor's codegen alone would take minutes: the dry run traces with aot_eager.
-            flags = ["--compile"] + (["--compile-backend", "aot_eager"] if args.quick else [])
+            # On the CPU inductor's codegen alone would take minutes: the dry run traces with the eager backend.
+            flags = ["--compile"] + (["--compile-backend", "eager"] if args.quick else [])
         # bf16-mixed on the CPU too: the dry run takes the autocast path the GPU run takes.
         return [PY, str(ROOT / "benchmarks/train_step.py"), "--config", *configs, "--device", args.device,
                 "--precision", "bf16-mixed", *timed,
@@ -220,6 +220,10 @@ def main() -> None:
     args.out = Path(args.out).resolve()
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     args.jsonl = args.out / "results.jsonl"
+    # The dry run's training model: tiny.yaml at one block per stage, so a CPU traces and steps it in seconds.
+    (args.out / "micro.yaml").write_text("model:\n  init_args:\n    generator:\n      init_args:\n        config:\n"
+                                         "          stem_width: 64\n          widths: [64, 64]\n"
+                                         "          depths: [1, 1]\n          head_dim: 32\n")
     for flag in ("true", "false"):
         (args.out / f"checkpointing_{flag}.yaml").write_text(
             f"model:\n  init_args:\n    generator:\n      init_args:\n        config:\n          checkpointing: {flag}\n")

@@ -3,7 +3,7 @@
     python benchmarks/train_step.py --config configs/taae/tiny.yaml                       # CPU, fp32
     python benchmarks/train_step.py --config configs/taae/recipe.yaml configs/taae/ladder/75m.yaml \
         --device cuda --precision bf16-mixed --batch-size 16 --seconds 2
-    python benchmarks/train_step.py --config configs/rvqgan/dac16k.yaml --device cuda --precision bf16-mixed
+    python benchmarks/train_step.py --config configs/rvqgan/recipe.yaml configs/rvqgan/dac16k.yaml --device cuda --precision bf16-mixed
 
 Batches are random speech-like audio (no data files needed). Prints parameters, seconds per batch (median after
 warm-up), audio seconds per second, peak memory (CUDA: max_memory_allocated; CPU: peak RSS of this process) and,
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator and the discriminator")
     parser.add_argument("--compile-backend", default="inductor",
-                        help="torch.compile backend (the suite's CPU dry run traces with aot_eager)")
+                        help="torch.compile backend (the suite's CPU dry run: eager)")
     parser.add_argument("--json", help="also write the row's numbers to this JSON file")
     args = parser.parse_args()
     if args.threads:
