@@ -14,8 +14,8 @@
    (its default) and with its chunked-halo fallback; 0.0.17 (stable-codec's) full attention when its Python is
    given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml against descript-audio-codec 1.0.0. Every row
    runs once per round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio
-   seconds); each side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the encoder's latent and
-   of the decoder's output for the same codes, against the official model.
+   seconds); each side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the
+   encoder's latent and of the decoder's output for the same codes, against the official model.
 2. ``--quality``: fp32 vs int8 vs bf16 at 700 bps on a folder (data/demo/test): token agreement with fp32, and mel
    distance, SI-SDR, PESQ (wb) and STOI of each against the input, means over the files.
 3. ``--threads-check``: a LayerNorm and a GEMM at 1 and 2 threads, and what ``threads="auto"`` picks, now.

@@ -226,7 +226,8 @@ def main() -> None:
                                          "          depths: [1, 1]\n          head_dim: 32\n")
     for flag in ("true", "false"):
         (args.out / f"checkpointing_{flag}.yaml").write_text(
-            f"model:\n  init_args:\n    generator:\n      init_args:\n        config:\n          checkpointing: {flag}\n")
+            "model:\n  init_args:\n    generator:\n      init_args:\n        config:\n"
+            f"          checkpointing: {flag}\n")
     pythonpath = [str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, pythonpath)), "PYTHONUNBUFFERED": "1",
            # Only the plugins named on the command line: the GPU image's and a dev venv's differ.

@@ -3,7 +3,8 @@
     python benchmarks/train_step.py --config configs/taae/tiny.yaml                       # CPU, fp32
     python benchmarks/train_step.py --config configs/taae/recipe.yaml configs/taae/ladder/75m.yaml \
         --device cuda --precision bf16-mixed --batch-size 16 --seconds 2
-    python benchmarks/train_step.py --config configs/rvqgan/recipe.yaml configs/rvqgan/dac16k.yaml --device cuda --precision bf16-mixed
+    python benchmarks/train_step.py --config configs/rvqgan/recipe.yaml configs/rvqgan/dac16k.yaml \
+        --device cuda --precision bf16-mixed
 
 Batches are random speech-like audio (no data files needed). Prints parameters, seconds per batch (median after
 warm-up), audio seconds per second, peak memory (CUDA: max_memory_allocated; CPU: peak RSS of this process) and,
