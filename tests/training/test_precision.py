@@ -46,3 +46,22 @@ def test_bf16_mixed_steps_are_finite_and_close_to_fp32(tmp_path):
     for key in ("train/mel", "train/waveform", "train/loss_g"):
         assert bf16[0][key] == pytest.approx(fp32[0][key], rel=2e-3), key
         assert [b[key] for b in bf16] == pytest.approx([a[key] for a in fp32], rel=0.05), key
+
+
+def test_quantizer_stays_fp32_under_bf16_autocast():
+    """bf16-mixed autocasts the encoder; the FSQ codes must still be cut in fp32 (§3: bf16 keeps 8 bits)."""
+    from taae.models.taae import TAAE, TAAEConfig
+
+    torch.manual_seed(0)
+    model = TAAE(TAAEConfig(stem_width=64, widths=(64, 64), strides=(1, 2), depths=(1, 1), head_dim=32,
+                            layer_scale_init=1.0)).eval()
+    wav = synth_speech(0.5).unsqueeze(0)  # (1, 1, T)
+    with torch.no_grad():
+        fp32 = model(wav)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(wav)
+    assert bf16.codes.dtype == torch.float32, bf16.codes.dtype
+    assert torch.isfinite(bf16.audio).all()
+    # The bf16 encoder moves the latent a little; codes on a level boundary may flip, most must not.
+    agree = (bf16.codes == fp32.codes).float().mean().item()
+    assert agree > 0.9, agree
