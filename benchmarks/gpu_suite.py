@@ -8,7 +8,8 @@ suite must leave time for a second. So ``PLAN`` below is a fixed list of steps, 
 up to at most ``BUDGET`` (7 minutes with the wheel install and interpreter start; tests/benchmarks/test_gpu_suite.py
 fails otherwise). Steps run in order, each in its own process group (a timeout kills it and its compile workers):
 
-1. correctness: every preset's tokens on CUDA equal the CPU's (TAAE and RVQGAN); every attention backend against
+1. correctness: every preset's tokens on CUDA equal the CPU's (TAAE and RVQGAN) and bf16-mixed Lightning steps
+   stay finite on CUDA; every attention backend against
    the naive reference in fp32 and bf16; no FlexAttention recompile across 10 new lengths after warm-up;
 2. encode+decode speed of the 240 M ladder model at batch 1 and 16 (target: ≥ 1000× real time at batch 16);
 3. training step time, audio seconds per second, peak memory and MFU at 25 M and 240 M, bf16-mixed
@@ -23,7 +24,7 @@ machine, one line per finished pytest test, per inference row, and per step with
 so a timeout or a lost connection keeps everything before it. Each step's full output is in ``--out``/logs/. The
 dry run (``--device cpu --quick``) runs the same steps through the same scripts at tiny sizes; the tests that need
 CUDA itself (the FlexAttention compile) are collected and skipped there, and the compile step uses the
-``eager`` backend (dynamo capture and recompiles; inductor on the CPU is tested by tests/training/test_compile.py).
+``eager`` backend (dynamo capture and recompiles; inductor on the CPU is tested by tests/models/test_compile.py).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def _attention(args) -> list[str]:
 
 
 PLAN: tuple[Step, ...] = (
-    Step("tokens: CUDA = CPU, every preset", 35, _pytest("tests/gpu/test_cuda.py", "-k", "every_preset")),
+    Step("tokens: CUDA = CPU, every preset; bf16-mixed steps", 35,
+         _pytest("tests/gpu/test_cuda.py", "-k", "every_preset or bf16_mixed")),
     Step("attention backends vs naive, fp32 and bf16", 55, _pytest("tests/nn/test_attention.py", "-m", "gpu")),
     Step("FlexAttention: no recompile across lengths", 45, _pytest("tests/gpu/test_cuda.py", "-k", "recompile")),
     Step("encode+decode 240m, batch 1 and 16", 40, _inference),

@@ -71,7 +71,7 @@ def test_dry_run_runs_every_step(dry_run):
     assert not failed and proc.returncode == 0, failed
     tests = [row for row in rows if "test" in row]
     assert {r["outcome"] for r in tests} <= {"passed", "skipped"} and sum(r["outcome"] == "passed" for r in tests) >= 5
-    assert any("every_preset" in r["test"] for r in tests)  # the tokens step selected its tests
+    assert any("every_preset" in r["test"] for r in tests) and any("bf16_mixed" in r["test"] for r in tests)
     assert len([r for r in rows if r.get("step") == "inference"]) == 4  # batch 1 and 16, two presets
     numbers = {name: row["numbers"] for name, row in steps.items() if "numbers" in row}
     assert numbers["train 950m, activation checkpointing"]["checkpointing"] is True
