@@ -12,10 +12,10 @@
    venv's Python. Rows: taae through ``Codec.encode``/``decode`` (700 bps, loudness normalisation off, no
    chunking) in fp32, fp32 + torch.compile and int8; stable-audio-tools 0.0.20 with its compiled FlexAttention
    (its default) and with its chunked-halo fallback; 0.0.17 (stable-codec's) full attention when its Python is
-   given. ``--dac`` adds configs/rvqgan/dac16k.yaml against descript-audio-codec 1.0.0. Every row runs once per
-   round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio seconds); each
-   side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the encoder's latent and
-   of the decoder's output for the same codes, against the official model.
+   given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml against descript-audio-codec 1.0.0. Every row
+   runs once per round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio
+   seconds); each side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the
+   encoder's latent and of the decoder's output for the same codes, against the official model.
 2. ``--quality``: fp32 vs int8 vs bf16 at 700 bps on a folder (data/demo/test): token agreement with fp32, and mel
    distance, SI-SDR, PESQ (wb) and STOI of each against the input, means over the files.
 3. ``--threads-check``: a LayerNorm and a GEMM at 1 and 2 threads, and what ``threads="auto"`` picks, now.
@@ -49,6 +49,8 @@ from taae.inference import InferenceOptions  # noqa: E402
 from taae.models import _merge, from_config, generator_spec  # noqa: E402
 from taae.models.taae import TAAE, TAAEConfig, patch  # noqa: E402
 
+DAC16K = (ROOT / "configs/rvqgan/recipe.yaml", ROOT / "configs/rvqgan/dac16k.yaml")
+"""dac16k.yaml is an overlay on the RVQGAN recipe (the generator's class_path is the recipe's)."""
 PRESET = "700bps"  # TAAE; the RVQGAN runs all its codebooks ("native"), as DAC's encode does
 
 
@@ -138,7 +140,7 @@ def speed(args) -> dict:
             model = TAAE(ladder_config(size)).eval()
             config, state = sat_config(model.config), sat_state_dict(model)
         else:
-            model = from_config(ROOT / "configs/rvqgan/dac16k.yaml").eval()
+            model = from_config(*DAC16K).eval()
             config, state = dac_kwargs(model.config), dac_state_dict(model)
         folder = Path(tempfile.mkdtemp(prefix=f"cpu_inference_{size}_"))
         (folder / "config.json").write_text(json.dumps(config))

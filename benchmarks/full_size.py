@@ -53,6 +53,8 @@ def _reset_peak() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", nargs="+", default=[str(c) for c in CONFIGS],
+                        help="YAMLs composed left to right (default: recipe + ladder 950m)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--chunks", type=float, nargs="+", default=[0, 10, 30],
                         help="chunk_seconds values to run (0: whole input)")
@@ -63,7 +65,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = from_config(*CONFIGS)
+    model = from_config(*args.config)
     build = time.perf_counter() - start
     wav = speech(args.seconds, 16000, Path(args.audio))
     params = sum(p.numel() for p in model.parameters())

@@ -1,21 +1,30 @@
-"""The prepared GPU suite: CUDA tests, then attention, training and inference speed, in one call, on a deadline.
+"""The prepared GPU suite: one call that brings back every figure, most valuable first, losing nothing it measured.
 
-    bash benchmarks/gpu_suite.sh                       # on the GPU machine (installs .whl/ first, writes to $OUT)
-    python benchmarks/gpu_suite.py --device cpu --quick --out /tmp/suite   # dry run here, same code paths
+    bash benchmarks/gpu_suite.sh                                        # on the GPU machine (installs .whl/ first)
+    bash benchmarks/gpu_suite.sh --device cpu --quick --out /tmp/suite  # the dry run: every step, tiny sizes, CPU
 
-Steps, each a subprocess with its own time cap, all inside ``--budget`` seconds (default 450, under the 8 minutes
-the issue allows and the device tool's 10-minute command limit):
+GPU time comes in 15-minute slots on a machine without network, 1–2 minutes of which start it; one call of this
+suite must leave time for a second. So ``PLAN`` below is a fixed list of steps, each with a time cap, whose caps add
+up to at most ``BUDGET`` (7 minutes with the wheel install and interpreter start; tests/benchmarks/test_gpu_suite.py
+fails otherwise). Steps run in order, each in its own process group (a timeout kills it and its compile workers):
 
-1. ``pytest -m gpu tests/gpu tests/nn/test_attention.py``: every preset on CUDA equals the CPU (tokens exactly,
-   audio ≤ 1e-4), attention backends vs naive in fp32 and bf16, bf16-mixed training steps, no FlexAttention
-   recompile across 10 lengths. A dry run sets ``TAAE_GPU_DRY_RUN=1`` (tests/gpu/conftest.py).
-2. ``benchmarks/attention.py``: windowed backends vs dense full-attention SDPA at N = 1000 / 4000 / 16000, bf16.
-3. ``benchmarks/train_step.py``: bf16-mixed step time, audio s/s, peak memory and MFU per ladder size, eager and
-   ``--compile``, with activation checkpointing at the largest size, and the RVQGAN (DAC 16 kHz) config.
-4. Inference: ``Codec`` encode+decode real-time factor per preset at batch 1 and 16 (``--inference``, this file).
+1. correctness: every preset's tokens on CUDA equal the CPU's (TAAE and RVQGAN) and bf16-mixed Lightning steps
+   stay finite on CUDA; every attention backend against
+   the naive reference in fp32 and bf16; no FlexAttention recompile across 10 new lengths after warm-up;
+2. encode+decode speed of the 240 M ladder model at batch 1 and 16 (target: ≥ 1000× real time at batch 16);
+3. training step time, audio seconds per second, peak memory and MFU at 25 M and 240 M, bf16-mixed
+   (target: MFU ≥ 40% at 240 M);
+4. the 950 M model with activation checkpointing (its ladder config) and without it (an overlay turning it off);
+5. windowed attention at N = 16 000, bf16, against dense SDPA (target: ≥ 5×);
+6. torch.compile of the 25 M training step (the eager figure is step 3's), given its cap plus whatever time the
+   steps before it left unused.
 
-Writes ``suite.json`` (every step's command, exit status, seconds, parsed numbers) and ``suite.md`` (the machine
-and every step's Markdown output) to ``--out``; the last lines printed are the summary table.
+Results: ``--out``/results.jsonl gets one JSON line per result the moment it exists (a ``start`` line with the
+machine, one line per finished pytest test, per inference row, and per step with its status, seconds and numbers),
+so a timeout or a lost connection keeps everything before it. Each step's full output is in ``--out``/logs/. The
+dry run (``--device cpu --quick``) runs the same steps through the same scripts at tiny sizes; the tests that need
+CUDA itself (the FlexAttention compile) are collected and skipped there, and the compile step uses the
+``eager`` backend (dynamo capture and recompiles; inductor on the CPU is tested by tests/models/test_compile.py).
 """
 
 from __future__ import annotations
@@ -24,92 +33,138 @@ import argparse
 import json
 import os
 import platform
+import resource
+import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-TAAE_SIZES = ("25m", "240m", "950m")  # the ladder's ends and the size the issue's targets name
-INFERENCE_PRESETS = ("native", "400bps", "700bps", "1000bps")
+BUDGET = 400.0
+"""Seconds for the steps together: with ~20 s of wheel install and interpreter start, 7 minutes of a 15-minute slot
+that spends 1–2 minutes starting the machine, so a second call still fits."""
 
 
-def ladder(size: str) -> list[str]:
+@dataclass(frozen=True)
+class Step:
+    """One step of the suite: a command (built per run by ``build``) with its time cap on the GPU machine."""
+
+    name: str
+    cap: float
+    """Seconds it may take on the GPU machine (estimates in the README's GPU section)."""
+    build: Callable[[argparse.Namespace], list[str]]
+    extend: bool = False
+    """Whether the step may also use the time the steps before it left unused (the last, optional one)."""
+
+
+# Builders: each returns the command of its step for the run's settings (``args.device``, ``args.quick``).
+
+
+def _ladder(size: str) -> list[str]:
     return [str(ROOT / "configs/taae/recipe.yaml"), str(ROOT / f"configs/taae/ladder/{size}.yaml")]
 
 
-def plan(args, out: Path) -> list[dict]:
-    """The steps to run: name, command, time cap (seconds) and the JSON file a step writes, if any."""
-    cpu = args.device == "cpu"
-    steps = [{"name": "cuda tests", "cap": 200 if not args.quick else 120,
-              "cmd": [PY, "-m", "pytest", "-m", "gpu", "tests/gpu", "tests/nn/test_attention.py", "-q",
-                      "-p", "no:warnings", "-p", "no:cacheprovider", "--junitxml", str(out / "pytest.xml")]}]
-    attention = [PY, "benchmarks/attention.py", "--device", args.device, "--max-seconds", "4"]
-    attention += (["--quick", "--backends", "full", "sdpa", "chunked", "auto"] if cpu or args.quick else
-                  ["--dtype", "bfloat16", "--lengths", "1000", "4000", "16000", "--reps", "5"])
-    steps.append({"name": "attention", "cmd": attention, "cap": 90})
-    train = []
+def _pytest(*selection: str) -> Callable[[argparse.Namespace], list[str]]:
+    # -p suite_report: one JSON line per finished test (benchmarks/suite_report.py); -v: one line per test in the log.
+    return lambda args: [PY, "-m", "pytest", *selection, "-v", "-p", "suite_report", "-p", "no:cacheprovider",
+                         "-o", "addopts=", "--tb=short", "--capture=sys"]
+
+
+def _inference(args) -> list[str]:
+    size, seconds = ("tiny", "0.5") if args.quick else ("240m", "10")
+    return [PY, str(Path(__file__).resolve()), "--inference", "--device", args.device, "--size", size,
+            "--seconds", seconds, "--jsonl", str(args.jsonl)]
+
+
+def _train(size: str, batch: int, checkpointing: bool | None = None,
+           compile: bool = False) -> Callable[[argparse.Namespace], list[str]]:
+    """train_step.py on recipe + ladder size (tiny.yaml in a dry run); ``checkpointing=False`` overlays it off."""
+    def build(args) -> list[str]:
+        configs = [str(ROOT / "configs/taae/tiny.yaml"), str(args.out / "micro.yaml")] if args.quick else _ladder(size)
+        label = size
+        if checkpointing is not None:  # an explicit overlay either way (950m.yaml alone turns it on)
+            configs.append(str(args.out / f"checkpointing_{str(checkpointing).lower()}.yaml"))
+            label += "_checkpointing" if checkpointing else "_no_checkpointing"
+        timed = ["--batch-size", "1", "--seconds", "0.3", "--steps", "1"] if args.quick else \
+            ["--batch-size", str(batch), "--seconds", "5", "--steps", "5"]
+        flags = []
+        if compile:
+            label += "_compile"
+            # On the CPU inductor's codegen alone would take minutes: the dry run traces with the eager backend.
+            flags = ["--compile"] + (["--compile-backend", "eager"] if args.quick else [])
+        # bf16-mixed on the CPU too: the dry run takes the autocast path the GPU run takes.
+        return [PY, str(ROOT / "benchmarks/train_step.py"), "--config", *configs, "--device", args.device,
+                "--precision", "bf16-mixed", *timed,
+                "--json", str(args.out / f"train_{label}.json"), *flags]
+    return build
+
+
+def _attention(args) -> list[str]:
+    cmd = [PY, str(ROOT / "benchmarks/attention.py"), "--device", args.device, "--max-seconds", "3", "--reps", "3"]
     if args.quick:
-        train.append(("tiny", [str(ROOT / "configs/taae/tiny.yaml")], [], 1, 1.0))
-    else:
-        for size in TAAE_SIZES:
-            train.append((size, ladder(size), [], 8, 5.0))
-        train.append(("240m compile", ladder("240m"), ["--compile"], 8, 5.0))
-        train.append(("950m checkpointing", ladder("950m") + [args.checkpointing_yaml], [], 16, 5.0))
-        train.append(("dac16k", [str(ROOT / "configs/rvqgan/dac16k.yaml")], [], 8, 5.0))
-    for label, configs, extra, batch, seconds in train:
-        path = out / f"train_{label.replace(' ', '_')}.json"
-        steps.append({"name": f"train {label}", "cap": 60 if args.quick else 75, "json": path,
-                      "cmd": [PY, "benchmarks/train_step.py", "--config", *configs, "--device", args.device,
-                              "--batch-size", str(batch), "--seconds", str(seconds), "--steps", "3" if cpu else "5",
-                              "--json", str(path), *extra]})
-    path = out / "inference.json"
-    sizes = ["tiny"] if args.quick else ["tiny", "240m", "950m"]
-    steps.append({"name": "inference", "cap": 90, "json": path,
-                  "cmd": [PY, str(Path(__file__).resolve()), "--inference", "--device", args.device, "--json",
-                          str(path), "--sizes", *sizes, "--seconds", "2" if args.quick else "10"]})
-    return steps
+        return cmd + ["--lengths", "256", "--tokens", "256", "--heads", "2", "--head-dim", "32", "--reps", "1",
+                      "--backends", "full", "chunked", "auto"]
+    return cmd + ["--dtype", "bfloat16", "--lengths", "16000", "--backends", "full", "sdpa", "chunked", "auto"]
+
+
+PLAN: tuple[Step, ...] = (
+    Step("tokens: CUDA = CPU, every preset; bf16-mixed steps", 35,
+         _pytest("tests/gpu/test_cuda.py", "-k", "every_preset or bf16_mixed")),
+    Step("attention backends vs naive, fp32 and bf16", 55, _pytest("tests/nn/test_attention.py", "-m", "gpu")),
+    Step("FlexAttention: no recompile across lengths", 45, _pytest("tests/gpu/test_cuda.py", "-k", "recompile")),
+    Step("encode+decode 240m, batch 1 and 16", 40, _inference),
+    Step("train 25m bf16-mixed", 30, _train("25m", 16)),
+    Step("train 240m bf16-mixed", 40, _train("240m", 16)),
+    Step("train 950m, activation checkpointing", 55, _train("950m", 8, checkpointing=True)),
+    Step("train 950m, no checkpointing", 50, _train("950m", 8, checkpointing=False)),
+    Step("windowed attention N=16000 bf16 vs dense", 30, _attention),
+    Step("train 25m compiled", 20, _train("25m", 16, compile=True), extend=True),
+)
 
 
 def inference(args) -> None:
-    """Encode+decode RTF of ``Codec`` per size, preset and batch (random weights; speed does not depend on them)."""
+    """Encode+decode speed of ``Codec`` at batch 1 and 16 (random weights: speed does not depend on them)."""
     import torch
 
     from taae.codec import Codec
     from taae.models import from_config
 
     device = torch.device(args.device)
-    rows = []
-    for size in args.sizes:
-        torch.manual_seed(0)
-        configs = [ROOT / "configs/taae/tiny.yaml"] if size == "tiny" else ladder(size)
-        codec = Codec(from_config(*configs).eval(), device=device, chunk_seconds=None)
-        samples = int(args.seconds * codec.sample_rate)
-        for batch in (1, 16):
-            wav = 0.1 * torch.randn(batch, samples)
-            for preset in INFERENCE_PRESETS:
-                def run():
-                    codec.decode(codec.encode(wav, codec.sample_rate, preset, normalize=False), preset)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                run()  # warm-up
-                times = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - start)
-                seconds = statistics.median(times)
-                rows.append({"size": size, "batch": batch, "preset": preset, "seconds": seconds,
-                             "x_real_time": batch * args.seconds / seconds})
-                print(f"| {size} | {batch} | {preset} | {seconds * 1e3:.1f} | {rows[-1]['x_real_time']:.0f}× |",
-                      flush=True)
-        del codec
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    Path(args.json).write_text(json.dumps(rows, indent=1))
+    torch.manual_seed(0)
+    configs = [ROOT / "configs/taae/tiny.yaml"] if args.size == "tiny" else _ladder(args.size)
+    codec = Codec(from_config(*configs).eval(), device=device, chunk_seconds=None)
+    samples = int(args.seconds * codec.sample_rate)
+    for batch in (1, 16):
+        wav = 0.1 * torch.randn(batch, samples)
+        for preset in ("700bps", "native"):
+            def run():
+                codec.decode(codec.encode(wav, codec.sample_rate, preset, normalize=False), preset)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+
+            run()  # warm-up
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            row = {"size": args.size, "batch": batch, "preset": preset, "audio_seconds": args.seconds,
+                   "seconds": seconds, "x_real_time": batch * args.seconds / seconds}
+            append(args.jsonl, {"step": "inference", **row})
+            print(f"| {args.size} | {batch} | {preset} | {seconds * 1e3:.1f} ms | {row['x_real_time']:.0f}× |",
+                  flush=True)
+
+
+def append(path: Path | str, row: dict) -> None:
+    """One JSON line, flushed at once: whatever finished survives a timeout of what follows."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
 
 
 def machine(device: str) -> str:
@@ -122,61 +177,95 @@ def machine(device: str) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (dry run)"
 
 
+def run_step(cmd: list[str], cap: float, log: Path, env: dict) -> tuple[str, float, float]:
+    """Run one step in its own process group, its output streamed to ``log``; kill the group at ``cap`` seconds.
+
+    Returns the status, the wall seconds and the CPU seconds of the step's processes (on a shared CPU, the
+    dry run's honest cost).
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            status = f"exit {proc.wait(timeout=cap)}"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # torch.compile's worker processes go with it
+            proc.wait()
+            status = f"timed out after {cap:.0f} s"
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+    return status, time.monotonic() - start, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the suite")
-    parser.add_argument("--quick", action="store_true", help="small sizes only (a dry run's default scale)")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: the dry run")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (the dry run's scale)")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_suite_out"), help="default: $OUT")
-    parser.add_argument("--budget", type=float, default=450.0, help="seconds for the whole suite")
+    parser.add_argument("--budget", type=float, default=BUDGET, help="seconds for all steps together")
     parser.add_argument("--cap-scale", type=float, default=1.0,
-                        help="multiply every step's time cap (a dry run on a busy CPU needs more)")
+                        help="multiply every step's cap (a dry run on a busy CPU needs more)")
+    parser.add_argument("--steps", nargs="*", default=None, help="run only the steps whose names contain these")
     parser.add_argument("--inference", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--sizes", nargs="*", default=["tiny"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", default="tiny", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
-    parser.add_argument("--json", help=argparse.SUPPRESS)
+    parser.add_argument("--jsonl", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inference:
         return inference(args)
     if args.budget <= 0 or args.cap_scale <= 0:
         raise ValueError(f"--budget and --cap-scale must be > 0, got {args.budget} and {args.cap_scale}")
-    deadline = time.monotonic() + args.budget
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    overrides = Path(tempfile.mkdtemp(prefix="gpu_suite_"))
-    args.checkpointing_yaml = str(overrides / "checkpointing.yaml")
-    Path(args.checkpointing_yaml).write_text(
-        "model:\n  init_args:\n    generator:\n      init_args:\n        config:\n          checkpointing: true\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "PYTHONUNBUFFERED": "1"}
+    deadline = time.monotonic() + args.budget * args.cap_scale
+    args.out = Path(args.out).resolve()
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    args.jsonl = args.out / "results.jsonl"
+    # The dry run's training model: tiny.yaml at one block per stage, so a CPU traces and steps it in seconds.
+    (args.out / "micro.yaml").write_text("model:\n  init_args:\n    generator:\n      init_args:\n        config:\n"
+                                         "          stem_width: 64\n          widths: [64, 64]\n"
+                                         "          depths: [1, 1]\n          head_dim: 32\n")
+    for flag in ("true", "false"):
+        (args.out / f"checkpointing_{flag}.yaml").write_text(
+            "model:\n  init_args:\n    generator:\n      init_args:\n        config:\n"
+            f"          checkpointing: {flag}\n")
+    pythonpath = [str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, pythonpath)), "PYTHONUNBUFFERED": "1",
+           # Only the plugins named on the command line: the GPU image's and a dev venv's differ.
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "TAAE_SUITE_JSONL": str(args.jsonl)}
     if args.device == "cpu":
         env["TAAE_GPU_DRY_RUN"] = "1"
-    header = f"# taae GPU suite on {machine(args.device)}{' (quick)' if args.quick else ''}"
-    md, results = [header, ""], {"machine": machine(args.device), "quick": args.quick, "steps": []}
-    for step in plan(args, out):
-        left = deadline - time.monotonic()
-        if left < 10:
-            results["steps"].append({"name": step["name"], "status": "skipped: suite budget spent"})
+    append(args.jsonl, {"event": "start", "machine": machine(args.device), "quick": args.quick,
+                        "budget": args.budget, "plan": [[s.name, s.cap] for s in PLAN], "time": time.time()})
+    print(f"# taae GPU suite on {machine(args.device)}", flush=True)
+    rows = []
+    for i, step in enumerate(PLAN):
+        if args.steps and not any(s in step.name for s in args.steps):
             continue
-        cap = min(step["cap"] * args.cap_scale, left - 5)
-        start = time.monotonic()
-        try:
-            proc = subprocess.run(step["cmd"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=cap)
-            status, text = f"exit {proc.returncode}", proc.stdout + proc.stderr[-3000:]
-        except subprocess.TimeoutExpired as err:
-            status = f"timed out after {cap:.0f} s"
-            text = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-        row = {"name": step["name"], "cmd": " ".join(step["cmd"]), "status": status,
-               "seconds": round(time.monotonic() - start, 1)}
-        if step.get("json") and Path(step["json"]).is_file():
-            row["numbers"] = json.loads(Path(step["json"]).read_text())
-        results["steps"].append(row)
-        md += [f"## {step['name']}: {status}, {row['seconds']} s", "", "```", text.strip()[-6000:], "```", ""]
-        print(f"{step['name']}: {status} ({row['seconds']} s)", flush=True)
-    (out / "suite.json").write_text(json.dumps(results, indent=1, default=str))
-    (out / "suite.md").write_text("\n".join(md))
-    print("\n| step | status | seconds |\n|---|---|---|")
-    for row in results["steps"]:
-        print(f"| {row['name']} | {row['status']} | {row.get('seconds', '–')} |")
+        left = deadline - time.monotonic() - 2
+        cap = step.cap * args.cap_scale
+        cap = max(cap, left) if step.extend else min(cap, left)
+        if cap < 5:
+            row = {"step": step.name, "status": "skipped: suite budget spent"}
+        else:
+            env["TAAE_SUITE_STEP"] = step.name
+            cmd = step.build(args)
+            status, seconds, cpu = run_step(cmd, cap, args.out / "logs" / f"{i:02d}.log", env)
+            row = {"step": step.name, "cap": round(cap), "status": status, "seconds": round(seconds, 1),
+                   "cpu_seconds": round(cpu, 1), "log": f"logs/{i:02d}.log"}
+            numbers = next((Path(c) for c in cmd if c.endswith(".json")), None)
+            if numbers is not None and numbers.is_file():
+                row["numbers"] = json.loads(numbers.read_text())
+        append(args.jsonl, row)
+        rows.append(row)
+        print(f"{step.name}: {row['status']} ({row.get('seconds', '–')} s)", flush=True)
+    print("\n| step | status | seconds | CPU seconds |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['step']} | {row['status']} | {row.get('seconds', '–')} | {row.get('cpu_seconds', '–')} |")
+    print(f"\nresults: {args.jsonl}")
+    if any(row["status"] != "exit 0" for row in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python benchmarks/train_step.py --config configs/taae/tiny.yaml                       # CPU, fp32
     python benchmarks/train_step.py --config configs/taae/recipe.yaml configs/taae/ladder/75m.yaml \
         --device cuda --precision bf16-mixed --batch-size 16 --seconds 2
-    python benchmarks/train_step.py --config configs/rvqgan/dac16k.yaml --device cuda --precision bf16-mixed
+    python benchmarks/train_step.py --config configs/rvqgan/recipe.yaml configs/rvqgan/dac16k.yaml \
+        --device cuda --precision bf16-mixed
 
 Batches are random speech-like audio (no data files needed). Prints parameters, seconds per batch (median after
 warm-up), audio seconds per second, peak memory (CUDA: max_memory_allocated; CPU: peak RSS of this process) and,
@@ -68,6 +69,8 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator and the discriminator")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (the suite's CPU dry run: eager)")
     parser.add_argument("--json", help="also write the row's numbers to this JSON file")
     args = parser.parse_args()
     if args.threads:
@@ -93,7 +96,7 @@ def main() -> None:
     if args.compile:  # nn.Module.compile keeps the state dict's keys; a compile per new shape counts below
         for part in (module.generator, module.discriminator):
             if part is not None:
-                part.compile()
+                part.compile(backend=args.compile_backend)
     hop = module.generator.hop_length
     samples = int(args.seconds * module.generator.sample_rate) // hop * hop
     precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
@@ -127,6 +130,7 @@ def main() -> None:
         mfu = None
     if args.json:
         row = {"config": args.config, "device": device, "precision": precision, "compile": args.compile,
+               "checkpointing": getattr(getattr(module.generator, "config", None), "checkpointing", None),
                "generator_params": gen, "discriminator_params": disc, "batch": args.batch_size,
                "segment_seconds": samples / module.generator.sample_rate, "seconds_per_batch": step,
                "audio_seconds_per_second": audio_seconds / step, "peak_memory_gib": memory, "mfu": mfu,

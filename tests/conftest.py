@@ -11,17 +11,32 @@ import torch
 
 torch.set_num_threads(2)
 
+DRY_RUN = os.environ.get("TAAE_GPU_DRY_RUN") == "1"
+"""The GPU suite's dry run (benchmarks/gpu_suite.py --device cpu): GPU tests taking ``gpu_device`` run on the CPU."""
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
-    # A dry run of the GPU suite (TAAE_GPU_DRY_RUN=1, tests/gpu/conftest.py) runs, on the CPU, the GPU tests
+    # A dry run of the GPU suite (TAAE_GPU_DRY_RUN=1, DRY_RUN above) runs, on the CPU, the GPU tests
     # that take their device from the gpu_device fixture.
-    dry_run = os.environ.get("TAAE_GPU_DRY_RUN") == "1"
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords and not (dry_run and "gpu_device" in getattr(item, "fixturenames", ())):
+        if "gpu" in item.keywords and not (DRY_RUN and "gpu_device" in getattr(item, "fixturenames", ())):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def gpu_device() -> torch.device:
+    """CUDA, or the CPU in the GPU suite's dry run (numbers against themselves: it proves the suite runs)."""
+    if DRY_RUN:
+        yield torch.device("cpu")
+        return
+    # cuDNN convolutions default to TF32, whose 10-bit mantissa is far from the fp32 the CPU reference computes.
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield torch.device("cuda")
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 @pytest.fixture(autouse=True)

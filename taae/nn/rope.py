@@ -93,8 +93,11 @@ class RotaryEmbedding(nn.Module):
         which breaks the relative-position property at long inputs. The table is tiny, so this costs nothing.
         """
         device = torch.device(self.inv_freq.device if device is None else device)
-        key = (self.rotary_dim, self.base, num_tokens, offset, device, dtype, torch.is_inference_mode_enabled())
+        # Under torch.compile the table is part of the graph, and the cache key is never built:
+        # torch.is_inference_mode_enabled() breaks a dynamo graph (one break per transformer layer).
         cacheable = not torch.compiler.is_compiling()
+        key = (self.rotary_dim, self.base, num_tokens, offset, device, dtype,
+               torch.is_inference_mode_enabled()) if cacheable else None
         if cacheable and key in _TABLES:
             _TABLES.move_to_end(key)
             return _TABLES[key]

@@ -1,0 +1,106 @@
+"""Every script in benchmarks/ runs: a smoke run of each, at tiny sizes, through its own command line.
+
+A benchmark that nobody runs rots (``cpu_inference.py --dac`` stopped when dac16k.yaml became an overlay), so each
+script here has a row in ``SMOKE``: the arguments that shrink it to seconds, and a string its output must show.
+Scripts covered elsewhere name the test that runs them; a new script without either fails
+``test_every_benchmark_has_a_smoke_run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_AUDIO = "/nonexistent"  # --audio: no demo folder, the scripts' speech-like synthetic instead
+
+SMOKE: dict[str, tuple[list[str], str]] = {
+    "attention.py": (["--device", "cpu", "--lengths", "64", "--tokens", "64", "--heads", "1", "--head-dim", "16",
+                      "--backends", "full", "chunked", "--reps", "1"], "| chunked | 64 | 1 |"),
+    "codec_speed.py": (["--seconds", "0.5", "--reps", "1", "--threads", "1", "--presets", "700bps",
+                        "--audio", NO_AUDIO], "700bps"),
+    # 25m through the stable-audio-tools layout conversion (official_layout.py); --dac is its own test below.
+    "cpu_inference.py": (["--sizes", "25m", "--seconds", "0.2", "--rounds", "1", "--threads", "1",
+                          "--skip", "fp32+compile"], "| 25m | taae fp32 |"),
+    "full_size.py": (["--config", str(ROOT / "configs/taae/tiny.yaml"), "--seconds", "0.5", "--chunks", "0",
+                      "--threads", "1", "--audio", NO_AUDIO], "whole"),
+    "long_file.py": (["--seconds", "2", "--chunk-seconds", "1", "--overlaps", "0", "2", "--threads", "1",
+                      "--skip-memory", "--audio", ""], "overlap"),
+    "streaming.py": (["--seconds", "0.5", "--chunk-frames", "1", "--threads", "1", "--audio", NO_AUDIO],
+                     "latency ms"),
+    "tokenize_throughput.py": (["--models", "tiny", "--files", "2", "--seconds", "0.5", "--shard-size", "1",
+                                "--threads", "1"], "tiny"),
+    # Needs the official packages' own venvs (scripts/official_env.sh): its command line only.
+    "official_worker.py": (["--help"], "--attention"),
+}
+ELSEWHERE = {
+    "gpu_suite.py": "tests/benchmarks/test_gpu_suite.py (the dry run)",
+    "gpu_suite.sh": "tests/benchmarks/test_gpu_suite.py (the dry run)",
+    "train_step.py": "tests/benchmarks/test_gpu_suite.py (every training step of the dry run)",
+    "suite_report.py": "tests/benchmarks/test_gpu_suite.py (the dry run's per-test lines)",
+    "gpu_wheels.sh": "tests/benchmarks/test_gpu_wheels.py (--list; downloading needs PyPI)",
+    "official_layout.py": "cpu_inference.py's smoke run (the 25m and dac16k layouts)",
+    "recipe_ablation.py": "test_recipe_ablation_calibrates below",
+    "stage2.py": "test_stage2_command_line below",
+}
+
+
+def run(script: str, args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_every_benchmark_has_a_smoke_run():
+    scripts = {p.name for p in (ROOT / "benchmarks").iterdir() if p.suffix in (".py", ".sh")}
+    missing = scripts - set(SMOKE) - set(ELSEWHERE)
+    assert not missing and scripts == set(SMOKE) | set(ELSEWHERE), f"benchmarks/ without a smoke run: {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_smoke(script, tmp_path):
+    args, expected = SMOKE[script]
+    proc = run(script, args, cwd=tmp_path)
+    assert proc.returncode == 0, f"{script} {' '.join(args)}:\n{proc.stderr[-3000:]}"
+    assert expected in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_cpu_inference_dac_writes_its_row(tmp_path):
+    """The README's DAC figure comes from ``cpu_inference.py --dac``: dac16k.yaml composed on the RVQGAN recipe."""
+    proc = run("cpu_inference.py", ["--sizes", "--dac", "--seconds", "0.2", "--rounds", "1", "--threads", "1",
+                                    "--json", str(tmp_path / "r.json")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert list(rows) == ["dac16k"] and rows["dac16k"]["taae fp32"]["rtf"] > 0
+
+
+@pytest.mark.slow
+def test_long_file_memory_worker(tmp_path):
+    proc = run("long_file.py", ["--memory-worker", "--minutes", "0.02", "--chunk-seconds", "0.5", "--threads", "1",
+                                "--audio", ""])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["peak_mib"] > 0
+
+
+@pytest.mark.slow
+def test_recipe_ablation_calibrates(tmp_path):
+    """The equal-time calibration of the quickstart variant (the full ablation trains for hours)."""
+    if not (ROOT / "data/demo/train").is_dir():
+        pytest.skip("its configs compose configs/data/demo.yaml, whose folders must exist: run `make demo-data`")
+    proc = run("recipe_ablation.py", ["--out", str(tmp_path), "--variants", "quickstart", "--rounds", "1",
+                                      "--calibrate-only"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "calibration.json").read_text())["quickstart"]["recon"] > 0
+
+
+def test_stage2_command_line():
+    """Its command line only: a real run trains three times and evaluates three checkpoints on data/demo."""
+    proc = run("stage2.py", ["--help"])
+    assert proc.returncode == 0 and "--stage1-batches" in proc.stdout, proc.stderr[-3000:]
