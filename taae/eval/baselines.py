@@ -162,7 +162,7 @@ def _load_hf(req: BaselineRequest, device: str):
     import transformers
 
     if not (req.path / "config.json").is_file():
-        raise ValueError(f"--baseline {req.kind}: {req.path} is not a transformers model folder (no config.json)")
+        raise ValueError(f"--baseline {req.kind}: {req.path}: not a transformers model folder (no config.json)")
     cls = getattr(transformers, HF_CODECS[req.kind].model_class)
     try:
         model = cls.from_pretrained(req.path)

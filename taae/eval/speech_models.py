@@ -39,7 +39,7 @@ def _first_line(err: Exception) -> str:
 def _check_folder(folder: str | Path, flag: str) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{flag} {folder}: not a folder")
+        raise FileNotFoundError(f"{flag} {folder}: not found or not a folder")
     if not (folder / "config.json").is_file():
         raise ValueError(f"{flag} {folder}: not a transformers model folder (no config.json)")
     return folder

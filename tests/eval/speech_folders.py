@@ -33,14 +33,25 @@ def librispeech(root: Path, seconds: float = 0.7, transcripts: bool = True) -> P
     return top
 
 
+def random_codebooks(model):
+    """Random codebooks: transformers initialises EnCodec's and Mimi's to zeros (filled by k-means in training), and
+    zero codebooks would decode every codebook count to the same audio."""
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith((".codebook.embed", ".codebook.embed_sum")):
+                buf.normal_()
+    return model
+
+
 def tiny_encodec():
     import transformers as tf
 
     torch.manual_seed(0)
-    return tf.EncodecModel(tf.EncodecConfig(
+    # upsampling 8·5·4·2 = 320 samples at 24 kHz → 75 Hz frames, 1024-entry codebooks: 1.5 kbps = 2 codebooks
+    return random_codebooks(tf.EncodecModel(tf.EncodecConfig(
         target_bandwidths=[1.5, 3.0], sampling_rate=24000, audio_channels=1, normalize=False, hidden_size=16,
         num_filters=4, num_residual_layers=1, upsampling_ratios=[8, 5, 4, 2], codebook_size=1024, codebook_dim=16,
-        num_lstm_layers=1)).eval()
+        num_lstm_layers=1)).eval())
 
 
 def tiny_mimi():
@@ -48,11 +59,11 @@ def tiny_mimi():
 
     torch.manual_seed(0)
     # upsampling 8·6·5·4 = 960 samples → 25 Hz, halved to Mimi's 12.5 Hz frames; 2048-entry codebooks (11 bits)
-    return tf.MimiModel(tf.MimiConfig(
+    return random_codebooks(tf.MimiModel(tf.MimiConfig(
         hidden_size=16, num_filters=4, num_residual_layers=1, upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5,
         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, head_dim=8, intermediate_size=32,
         codebook_size=2048, codebook_dim=16, num_quantizers=8, num_semantic_quantizers=1,
-        vector_quantization_hidden_dimension=16, sliding_window=16, upsample_groups=16)).eval()
+        vector_quantization_hidden_dimension=16, sliding_window=16, upsample_groups=16)).eval())
 
 
 def tiny_hf_dac():
