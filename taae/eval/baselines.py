@@ -31,6 +31,7 @@ from torch import Tensor
 from taae.eval.inputs import content_hash
 from taae.eval.references import System
 
+
 @dataclass(frozen=True)
 class HFCodecSpec:
     """How to drive one transformers audio codec; every field is read from this table, never from code."""

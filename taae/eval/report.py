@@ -334,9 +334,10 @@ def example_path(system: str, index: int, file: str) -> Path:
 
 
 def write_report(report: EvalReport, results: list[FileResult], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``per_file.csv``, ``per_utterance.jsonl``, ``rate_quality.png``, ``report.md`` and ``report.html`` (which
-    shows the examples already saved under ``examples/``) into ``out_dir``; return their paths. The json, md and
-    csv are written all or nothing (a failed write leaves a previous report's as they were)."""
+    """Write ``report.json``, ``per_file.csv``, ``per_utterance.jsonl``, ``rate_quality.png``, ``report.md`` and
+    ``report.html`` (which shows the examples already saved under ``examples/``) into ``out_dir``; return their
+    paths. The json, md, csv and jsonl are written all or nothing (a failed write leaves a previous report's as
+    they were)."""
     from taae.eval.html import write_html
     from taae.eval.plots import write_rate_quality_plot
 

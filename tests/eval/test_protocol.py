@@ -30,8 +30,8 @@ def protocol(hf_folders, tmp_path_factory):
     (root / "subset.txt").write_text("1089-134686-0000\n121-121726-0000\n")
     rc = main(_args(data, root / "out", "--subset", str(root / "subset.txt"),
                     "--baseline", f"encodec={hf_folders['encodec']}", "--baseline", f"mimi={hf_folders['mimi']}@5",
-                    "--baseline", f"dac={DAC}@1q", "--baseline", f"stable-codec={STABLE_CODEC}@700bps", "--asr", str(hf_folders["hubert"]),
-                    "--speaker", str(hf_folders["wavlm"])))
+                    "--baseline", f"dac={DAC}@1q", "--baseline", f"stable-codec={STABLE_CODEC}@700bps",
+                    "--asr", str(hf_folders["hubert"]), "--speaker", str(hf_folders["wavlm"])))
     assert rc == 0
     return root / "out"
 
