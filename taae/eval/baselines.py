@@ -199,4 +199,8 @@ def load_baselines(requests: list[str], sample_rate: int, device: str = "cpu") -
                 raise ValueError(f"--baseline {req.kind}: cannot import {req.path}: {err}") from None
             for preset in req.settings or INTEROP_KINDS[req.kind]:
                 systems.append(InteropSystem(req.kind, codec, req.path, preset, sample_rate))
+    names = [s.name for s in systems]
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"--baseline: two rows would be named {twice!r}; give each kind one folder")
     return systems, [s.describe() for s in systems]

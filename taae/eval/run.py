@@ -326,8 +326,9 @@ def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py", description=(
         "Evaluate a taae codec (and reference codecs) on a speech set: SI-SDR, mel/STFT distance, PESQ, STOI, "
-        "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv, rate_quality.png, examples/ "
-        "and report.html (listen to and see every system side by side)."))
+        "DNSMOS, entropy bitrate, RTF; with --asr / --speaker also WER, dWER and speaker similarity; beside "
+        "reference codecs and --baseline codecs from local weights. Writes report.json, report.md, per_file.csv, "
+        "per_utterance.jsonl, rate_quality.png, examples/ and report.html (every system side by side)."))
     p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")

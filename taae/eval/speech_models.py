@@ -123,18 +123,27 @@ class SpeechScorer:
         self.metrics = ([*(["wer"] if transcripts else []), "dwer"] if asr else []) + (["sim"] if speaker else [])
         self._ref_text: dict[int, str] = {}
         self._ref_emb: dict[int, Tensor] = {}
+        self._ref_error: dict[int, str] = {}
 
     def prepare(self, index: int, ref: Tensor) -> None:
-        """Transcribe and embed the reference of file ``index`` (its errors surface in ``score``)."""
-        if self.asr is not None:
-            self._ref_text[index] = self.asr.transcribe(ref, self.sample_rate)
-        if self.speaker is not None:
-            self._ref_emb[index] = self.speaker.embed(ref, self.sample_rate)
+        """Transcribe and embed the reference of file ``index``; a failure here becomes that file's error in
+        ``score`` (the signal metrics of the file are kept)."""
+        self._ref_error.pop(index, None)
+        try:
+            if self.asr is not None:
+                self._ref_text[index] = self.asr.transcribe(ref, self.sample_rate)
+            if self.speaker is not None:
+                self._ref_emb[index] = self.speaker.embed(ref, self.sample_rate)
+        except Exception as err:  # noqa: BLE001
+            self._ref_error[index] = f"reference: {type(err).__name__}: {_first_line(err)}"
 
     def score(self, index: int, out: Tensor | None) -> SpeechScore:
         """Metrics of one system's output ``out`` (1, T) for file ``index``; NaN plus an error where one fails."""
         res = SpeechScore({m: math.nan for m in self.metrics}, {}, {})
         if out is None:
+            return res
+        if index in self._ref_error:
+            res.errors["speech"] = self._ref_error[index]
             return res
         if self.asr is not None:
             try:

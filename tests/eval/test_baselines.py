@@ -102,3 +102,8 @@ def test_wrong_folder_is_one_line_naming_it(hf_folders, tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match=r"codebook count 'x' is not an integer"):
         load_baselines([f"mimi={hf_folders['mimi']}@x"], 16000)
+
+
+def test_two_folders_of_one_kind_are_refused(hf_folders):
+    with pytest.raises(ValueError, match=r"two rows would be named 'mimi_687.5bps'"):
+        load_baselines([f"mimi={hf_folders['mimi']}@5", f"mimi={hf_folders['mimi']}@5"], 16000)

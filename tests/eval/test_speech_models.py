@@ -67,3 +67,16 @@ def test_wrong_or_missing_folders_are_one_line_naming_them(hf_folders, tmp_path)
     with pytest.raises(ValueError, match=rf"--speaker {hf_folders['hubert']}: cannot load an x-vector model") as f:
         SpeakerModel(hf_folders["hubert"])
     assert "\n" not in str(e.value) + str(f.value)
+
+
+class FailingAsr(PlantedAsr):
+    def transcribe(self, wav: torch.Tensor, sample_rate: int) -> str:
+        raise RuntimeError("out of memory\nsecond line")
+
+
+def test_a_failing_reference_transcription_is_that_files_error_only(tmp_path):
+    ref = synth_speech(0.3)
+    scorer = SpeechScorer(FailingAsr(ref, tmp_path), None, {0: TEN}, 16000)
+    scorer.prepare(0, ref)  # does not raise: the file's signal metrics must survive
+    res = scorer.score(0, ref)
+    assert math.isnan(res.values["wer"]) and res.errors == {"speech": "reference: RuntimeError: out of memory"}
