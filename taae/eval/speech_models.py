@@ -12,7 +12,9 @@ Shape legend: T samples, D embedding size.
 
 The ASR folder holds a CTC model (HuBERT, wav2vec 2.0, WavLM ``*ForCTC``) or an encoder-decoder (Whisper), plus its
 processor (feature extractor + tokenizer); the speaker folder an ``*ForXVector`` model and its feature extractor.
-Both run in the main process, in eval mode, greedy decoding: deterministic for a given machine. Audio is resampled
+Both run in the main process, in eval mode, greedy decoding: deterministic for a given machine. Whisper's feature
+extractor keeps at most its window (30 s for the released models): longer utterances are cut, not transcribed in
+pieces (LibriSpeech test-clean holds a few of up to ~35 s; HuBERT-CTC has no such limit). Audio is resampled
 to each model's own rate. Each is optional; a folder that does not load is one error line naming it.
 """
 

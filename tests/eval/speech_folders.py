@@ -118,3 +118,36 @@ def wavlm_xvector_folder(folder: Path) -> Path:
 def save(model, folder: Path) -> Path:
     model.save_pretrained(folder)
     return folder
+
+
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>",
+                    "<|notimestamps|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>"]
+
+
+def whisper_folder(folder: Path) -> Path:
+    """A tiny Whisper (1-layer encoder and decoder, 16 mel bins, 1 s window) with a printable-ASCII byte-level
+    vocabulary and Whisper's special tokens, greedy, at most 10 new tokens."""
+    import transformers as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {c: i for i, c in enumerate([chr(c) for c in range(33, 127)] + ["Ġ"])}  # Ġ: GPT-2's byte for a space
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    end = WHISPER_SPECIALS[0]
+    tokenizer = tf.WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token=end,
+                                    bos_token=end, eos_token=end, pad_token=end)
+    tokenizer.add_special_tokens({"additional_special_tokens": WHISPER_SPECIALS[1:]})
+    extractor = tf.WhisperFeatureExtractor(feature_size=16, sampling_rate=16000, chunk_length=1, n_fft=400,
+                                           hop_length=160)
+    tf.WhisperProcessor(extractor, tokenizer).save_pretrained(folder)
+    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in WHISPER_SPECIALS}
+    torch.manual_seed(0)
+    model = tf.WhisperForConditionalGeneration(tf.WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, d_model=16, encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=50,
+        max_target_positions=32, decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[end],
+        pad_token_id=ids[end], bos_token_id=ids[end])).eval()
+    model.generation_config = tf.GenerationConfig(decoder_start_token_id=ids["<|startoftranscript|>"],
+                                                  eos_token_id=ids[end], pad_token_id=ids[end], max_new_tokens=10)
+    model.save_pretrained(folder)
+    return folder

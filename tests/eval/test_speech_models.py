@@ -80,3 +80,18 @@ def test_a_failing_reference_transcription_is_that_files_error_only(tmp_path):
     scorer.prepare(0, ref)  # does not raise: the file's signal metrics must survive
     res = scorer.score(0, ref)
     assert math.isnan(res.values["wer"]) and res.errors == {"speech": "reference: RuntimeError: out of memory"}
+
+
+@torch.inference_mode()
+def test_whisper_folder_transcribes_through_generate(tmp_path):
+    from tests.eval.speech_folders import whisper_folder
+
+    asr = AsrModel(whisper_folder(tmp_path / "whisper"))
+    assert asr.seq2seq and type(asr.model).__name__ == "WhisperForConditionalGeneration"
+    ref = synth_speech(0.5, seed=5)
+    text = asr.transcribe(ref, 16000)
+    assert text.strip() and "<|" not in text and text == asr.transcribe(ref.clone(), 16000)
+    scorer = SpeechScorer(asr, None, {0: "A B"}, 16000)
+    scorer.prepare(0, ref)
+    res = scorer.score(0, ref.clone())
+    assert res.values["dwer"] == 0.0 and math.isfinite(res.values["wer"])
