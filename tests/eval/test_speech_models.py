@@ -12,14 +12,18 @@ from tests.conftest import synth_speech
 from tests.eval.test_wer import TEN
 
 
+HEARD = TEN.replace("THERE", "THEIR")
+"""What the planted ASR hears in the reference: one word off the transcript."""
+
+
 class PlantedAsr:
-    """Transcribes the reference as the true text and anything else with one word substituted."""
+    """Transcribes the reference as ``HEARD`` and anything else with one more word substituted."""
 
     def __init__(self, ref: torch.Tensor, folder=None):
         self.ref, self.model, self.folder = ref, self, folder
 
     def transcribe(self, wav: torch.Tensor, sample_rate: int) -> str:
-        return TEN if torch.equal(wav, self.ref) else TEN.replace("STEW", "STOW")
+        return HEARD if torch.equal(wav, self.ref) else HEARD.replace("STEW", "STOW")
 
 
 def test_wer_against_transcript_and_dwer_against_reference_transcription():
@@ -28,9 +32,10 @@ def test_wer_against_transcript_and_dwer_against_reference_transcription():
     assert scorer.metrics == ["wer", "dwer"]
     scorer.prepare(0, ref)
     same, other = scorer.score(0, ref.clone()), scorer.score(0, ref * 0.5)
-    assert same.values["wer"] == 0.0 and same.values["dwer"] == 0.0  # the reference row, by the same code
-    assert other.values["wer"] == 0.1 and other.values["dwer"] == 0.1
-    assert other.values["wer_edits"] == 1 and other.values["wer_words"] == 10
+    # The reference row, by the same code: WER is the ASR's own error on the transcript, dWER zero.
+    assert same.values["wer"] == 0.1 and same.values["dwer"] == 0.0
+    assert other.values["wer"] == 0.2 and other.values["dwer"] == 0.1
+    assert other.values["wer_edits"] == 2 and other.values["wer_words"] == 10
     assert other.texts["transcript"] == TEN and other.texts["hypothesis"].endswith("STOW FOR DINNER TURNIPS AND")
 
 
