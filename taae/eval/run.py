@@ -32,7 +32,7 @@ import torch
 
 from taae.errors import DEBUG_FLAG, pop_debug, run_main
 from taae.eval.baselines import BaselineSystem, load_baselines
-from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference, read_transcripts, select_subset
+from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference, select_subset
 from taae.eval.metrics import optional_metrics_status
 from taae.eval.references import CodecSystem, System, available_references
 from taae.eval.report import (
@@ -45,6 +45,7 @@ from taae.eval.report import (
     write_report,
 )
 from taae.eval.scoring import ScoreJob, ScoringPool
+from taae.eval.speech_models import speech_scorer
 from taae.eval.token_stats import entropy_bitrate
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     notes += refs.notes
     baselines, baseline_notes = load_baselines(cfg.baselines, sample_rate, cfg.device)
     notes += baseline_notes
-    scorer = _speech_scorer(cfg, files, sample_rate, notes)
+    scorer, speech_notes = speech_scorer(cfg.asr, cfg.speaker, files, sample_rate, cfg.device)
+    notes += speech_notes
     metrics += scorer.metrics if scorer else []
     signal_metrics = tuple(m for m in metrics if scorer is None or m not in scorer.metrics)
     main_systems: list[System] = [*codec_systems, *baselines]
@@ -289,27 +291,6 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                         metrics=metrics, notes=notes)
     paths = write_report(report, results, out_dir)
     return EvalResult(report=report, results=results, paths=paths)
-
-
-def _speech_scorer(cfg: EvalConfig, files: list[Path], sample_rate: int, notes: list[str]):
-    """The WER/dWER/SIM scorer for the folders given, or None (and a note per absent column) without any."""
-    if not cfg.asr and not cfg.speaker:
-        notes.append("WER/dWER and SIM absent: no --asr / --speaker model folder given")
-        return None
-    from taae.eval.speech_models import AsrModel, SpeakerModel, SpeechScorer
-
-    asr = AsrModel(cfg.asr, cfg.device) if cfg.asr else None
-    speaker = SpeakerModel(cfg.speaker, cfg.device) if cfg.speaker else None
-    transcripts: dict[int, str] = {}
-    if asr is not None:
-        by_path = read_transcripts(files)
-        transcripts = {i: by_path[f] for i, f in enumerate(files) if f in by_path}
-        if transcripts and len(transcripts) < len(files):
-            notes.append(f"WER: {len(files) - len(transcripts)} of {len(files)} files have no line in a "
-                         f"*.trans.txt beside them (their WER is empty, their dWER is computed)")
-    scorer = SpeechScorer(asr, speaker, transcripts, sample_rate)
-    notes.extend(scorer.describe())
-    return scorer
 
 
 def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from taae.eval.inputs import content_hash
+from taae.eval.inputs import content_hash, read_transcripts
 from taae.eval.wer import word_errors
 
 SPEECH_METRICS = ("wer", "dwer", "sim")
@@ -194,3 +194,21 @@ class SpeechScorer:
             lines.append(f"SIM: cosine of {type(self.speaker.model).__name__} embeddings, reference vs output, "
                          f"from {self.speaker.folder} (sha256 {content_hash(self.speaker.folder)})")
         return lines
+
+
+def speech_scorer(asr: str | None, speaker: str | None, files: list[Path], sample_rate: int,
+                  device: str = "cpu") -> tuple[SpeechScorer | None, list[str]]:
+    """The WER/dWER/SIM scorer for the folders given (None without any) and the report's lines about it."""
+    if not asr and not speaker:
+        return None, ["WER/dWER and SIM absent: no --asr / --speaker model folder given"]
+    asr_model = AsrModel(asr, device) if asr else None
+    speaker_model = SpeakerModel(speaker, device) if speaker else None
+    notes, transcripts = [], {}
+    if asr_model is not None:
+        by_path = read_transcripts(files)
+        transcripts = {i: by_path[f] for i, f in enumerate(files) if f in by_path}
+        if transcripts and len(transcripts) < len(files):
+            notes.append(f"WER: {len(files) - len(transcripts)} of {len(files)} files have no line in a "
+                         "*.trans.txt beside them (their WER is empty, their dWER is computed)")
+    scorer = SpeechScorer(asr_model, speaker_model, transcripts, sample_rate)
+    return scorer, notes + scorer.describe()

@@ -11,7 +11,6 @@ from taae.eval.speech_models import AsrModel, SpeakerModel, SpeechScorer
 from tests.conftest import synth_speech
 from tests.eval.test_wer import TEN
 
-
 HEARD = TEN.replace("THERE", "THEIR")
 """What the planted ASR hears in the reference: one word off the transcript."""
 
