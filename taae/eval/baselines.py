@@ -173,34 +173,46 @@ def _load_hf(req: BaselineRequest, device: str):
     return model.to(device).eval()
 
 
+def _systems_of(req: BaselineRequest, sample_rate: int, device: str) -> list[BaselineSystem]:
+    """The rows of one request. Raises ValueError / FileNotFoundError naming the request and its folder or file."""
+    if not req.path.exists():
+        raise FileNotFoundError(f"--baseline {req.kind}: {req.path} not found")
+    if req.kind in HF_CODECS:
+        bad = [k for k in req.settings if not k.isdigit()]
+        if bad:
+            raise ValueError(f"--baseline {req.kind}: codebook count {bad[0]!r} is not an integer")
+        model = _load_hf(req, device)
+        return [HFCodecSystem(req.kind, model, req.path, int(k), sample_rate)
+                for k in req.settings or HF_CODECS[req.kind].codebooks]
+    from taae.codec import Codec
+
+    try:
+        codec = Codec.load(req.path, device=device)
+    except (ValueError, KeyError, OSError) as err:
+        raise ValueError(f"--baseline {req.kind}: cannot import {req.path}: {err}") from None
+    return [InteropSystem(req.kind, codec, req.path, preset, sample_rate)
+            for preset in req.settings or INTEROP_KINDS[req.kind]]
+
+
 def load_baselines(requests: list[str], sample_rate: int, device: str = "cpu") -> tuple[list[BaselineSystem],
                                                                                       list[str]]:
-    """Systems for each ``KIND=PATH[@SETTINGS]`` and one report line per row (weights, hash, resampling).
+    """Systems for each ``KIND=PATH[@SETTINGS]`` and the report's lines: one per row (weights, hash, resampling),
+    and one per request whose folder or file is missing or does not load (its rows are left out, the rest of the
+    report is kept).
 
     Raises:
-        ValueError / FileNotFoundError: one line naming the request and its folder or file.
+        ValueError: for a malformed request or an unknown kind (before anything is loaded), or two rows of one name.
     """
+    parsed = [BaselineRequest.parse(r) for r in requests]
     systems: list[BaselineSystem] = []
-    for req in map(BaselineRequest.parse, requests):
-        if not req.path.exists():
-            raise FileNotFoundError(f"--baseline {req.kind}: {req.path} not found")
-        if req.kind in HF_CODECS:
-            model = _load_hf(req, device)
-            for k in req.settings or HF_CODECS[req.kind].codebooks:
-                if not str(k).isdigit():
-                    raise ValueError(f"--baseline {req.kind}: codebook count {k!r} is not an integer")
-                systems.append(HFCodecSystem(req.kind, model, req.path, int(k), sample_rate))
-        else:
-            from taae.codec import Codec
-
-            try:
-                codec = Codec.load(req.path, device=device)
-            except (ValueError, KeyError, OSError) as err:
-                raise ValueError(f"--baseline {req.kind}: cannot import {req.path}: {err}") from None
-            for preset in req.settings or INTEROP_KINDS[req.kind]:
-                systems.append(InteropSystem(req.kind, codec, req.path, preset, sample_rate))
+    skipped: list[str] = []
+    for req in parsed:
+        try:
+            systems += _systems_of(req, sample_rate, device)
+        except (ValueError, FileNotFoundError) as err:
+            skipped.append(f"baseline skipped: {err}")
     names = [s.name for s in systems]
     if len(set(names)) < len(names):
         twice = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"--baseline: two rows would be named {twice!r}; give each kind one folder")
-    return systems, [s.describe() for s in systems]
+    return systems, [s.describe() for s in systems] + skipped

@@ -15,7 +15,7 @@ processor (feature extractor + tokenizer); the speaker folder an ``*ForXVector``
 Both run in the main process, in eval mode, greedy decoding: deterministic for a given machine. Whisper's feature
 extractor keeps at most its window (30 s for the released models): longer utterances are cut, not transcribed in
 pieces (LibriSpeech test-clean holds a few of up to ~35 s; HuBERT-CTC has no such limit). Audio is resampled
-to each model's own rate. Each is optional; a folder that does not load is one error line naming it.
+to each model's own rate. Each is optional; a folder that does not load is one report line naming it, and only its column is lost.
 """
 
 from __future__ import annotations
@@ -201,9 +201,20 @@ def speech_scorer(asr: str | None, speaker: str | None, files: list[Path], sampl
     """The WER/dWER/SIM scorer for the folders given (None without any) and the report's lines about it."""
     if not asr and not speaker:
         return None, ["WER/dWER and SIM absent: no --asr / --speaker model folder given"]
-    asr_model = AsrModel(asr, device) if asr else None
-    speaker_model = SpeakerModel(speaker, device) if speaker else None
     notes, transcripts = [], {}
+    # A folder that does not load loses its column only: one line in the report, every other column kept.
+    asr_model = speaker_model = None
+    try:
+        asr_model = AsrModel(asr, device) if asr else None
+    except (ValueError, FileNotFoundError) as err:
+        notes.append(f"WER/dWER absent: {err}")
+    try:
+        speaker_model = SpeakerModel(speaker, device) if speaker else None
+    except (ValueError, FileNotFoundError) as err:
+        notes.append(f"SIM absent: {err}")
+    if asr_model is None and speaker_model is None:
+        return None, notes + ([] if asr else ["WER/dWER absent: no --asr model folder given"]) \
+            + ([] if speaker else ["SIM absent: no --speaker model folder given"])
     if asr_model is not None:
         by_path = read_transcripts(files)
         transcripts = {i: by_path[f] for i, f in enumerate(files) if f in by_path}
@@ -211,4 +222,10 @@ def speech_scorer(asr: str | None, speaker: str | None, files: list[Path], sampl
             notes.append(f"WER: {len(files) - len(transcripts)} of {len(files)} files have no line in a "
                          "*.trans.txt beside them (their WER is empty, their dWER is computed)")
     scorer = SpeechScorer(asr_model, speaker_model, transcripts, sample_rate)
-    return scorer, notes + scorer.describe()
+    lines = scorer.describe()
+    # A folder given but not loaded already has its line in ``notes``: drop the "no folder given" one.
+    if asr:
+        lines = [x for x in lines if not x.startswith("WER/dWER absent: no --asr")]
+    if speaker:
+        lines = [x for x in lines if not x.startswith("SIM absent: no --speaker")]
+    return scorer, notes + lines

@@ -83,11 +83,14 @@ def test_without_model_folders_no_new_columns(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--asr", "--speaker", "--baseline"])
-def test_wrong_folder_is_one_line(hf_folders, tmp_path, capsys, flag):
+def test_wrong_folder_is_one_line_and_the_rest_is_kept(hf_folders, tmp_path, flag):
     data = librispeech(tmp_path, seconds=0.3)
     wrong = tmp_path / "not_a_model"
     wrong.mkdir()
     value = f"mimi={wrong}" if flag == "--baseline" else str(wrong)
-    assert main(_args(data, tmp_path / "out", flag, value)) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(wrong) in err and "no config.json" in err
+    assert main(_args(data, tmp_path / "out", "--max-files", "1", flag, value)) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    lines = [n for n in report["notes"] if str(wrong) in n]
+    assert len(lines) == 1 and "not a transformers model folder (no config.json)" in lines[0]
+    assert list(report["systems"]) == ["identity"] and not set(SPEECH) & set(report["metrics"])
+    assert math.isfinite(report["systems"]["identity"]["metrics"]["si_sdr"]["mean"])
