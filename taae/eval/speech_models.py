@@ -15,7 +15,8 @@ processor (feature extractor + tokenizer); the speaker folder an ``*ForXVector``
 Both run in the main process, in eval mode, greedy decoding: deterministic for a given machine. Whisper's feature
 extractor keeps at most its window (30 s for the released models): longer utterances are cut, not transcribed in
 pieces (LibriSpeech test-clean holds a few of up to ~35 s; HuBERT-CTC has no such limit). Audio is resampled
-to each model's own rate. Each is optional; a folder that does not load is one report line naming it, and only its column is lost.
+to each model's own rate. Each is optional; a folder that does not load is one report line naming it, and only
+its column is lost.
 """
 
 from __future__ import annotations
