@@ -120,7 +120,8 @@ class HFCodecSystem(BaselineSystem):
         return self.model.decode(**{k: getattr(encoded, k) for k in self.spec.decode_inputs}).audio_values
 
     def roundtrip(self, wav: Tensor) -> Tensor:
-        return self.decode(self.encode(wav))
+        device = next(self.model.parameters()).device
+        return self.decode(self.encode(wav.to(device))).float().cpu()
 
 
 class InteropSystem(BaselineSystem):
