@@ -249,7 +249,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                                          error=f"load: {type(err).__name__}: {err}"))
                 continue
             ref_np = ref.numpy().reshape(-1)
-            if keep:
+            if i < cfg.examples:
                 _save_example(out_dir, REFERENCE_EXAMPLES, i, path, ref_np, sample_rate)
             for s in main_systems:
                 job = ScoreJob(i, ids[i], ref_np, sample_rate, signal_metrics, s.name, keep_audio=keep)
