@@ -4,8 +4,10 @@ Shape legend: B batch (streams), T samples, n frames in a chunk, K tokens per fr
 
 The offline forward of a causal TAAE (``TAAEConfig.causal``, §9 item 13) is the reference: streaming a signal in
 chunks of any whole number of frames gives the same tokens and the same audio (to float rounding) as encoding and
-decoding it whole. Each layer streams with a state of its own, kept beside it (:mod:`taae.nn.causal_conv`: input
-tails and transposed-conv overlap tails; :mod:`taae.nn.kv_cache`: a KV cache of ``left`` keys at absolute RoPE
+decoding it whole. Only a latent within float rounding of a quantiser boundary can round the other way: about 0.35
+token digits per hour of audio on CPU (``benchmarks/streaming_tokens.py``; README, "Streaming"). Each layer
+streams with a state of its own, kept beside it (:mod:`taae.nn.causal_conv`: input tails and transposed-conv overlap
+tails; :mod:`taae.nn.kv_cache`: a KV cache of ``left`` keys at absolute RoPE
 positions). The model itself holds no state, so offline calls in the middle of a stream are unaffected.
 
 One implementation, two forms:
@@ -46,6 +48,7 @@ __all__ = [
     "decode_step",
     "encode_step",
     "init_state",
+    "latent_step",
     "reset_state",
     "streaming",
 ]
@@ -194,14 +197,26 @@ def encode_step(model: nn.Module, chunk: Tensor, state: State, preset: str | Non
         preset: the model's preset name (``None``: native).
 
     Returns:
-        ``(tokens (B, K, n) int64, the new state)``; the tokens equal ``model.encode`` of the whole signal.
+        ``(tokens (B, K, n) int64, the new state)``; the tokens equal ``model.encode`` of the whole signal, but
+        for a digit whose latent lies within float rounding of a boundary (see the module docstring).
+    """
+    latent, state = latent_step(model, chunk, state)
+    return model.tokens_from_latent(latent, preset), state
+
+
+@torch.no_grad()
+def latent_step(model: nn.Module, chunk: Tensor, state: State) -> tuple[Tensor, State]:
+    """The first half of :func:`encode_step`: the encoder's latent before tanh (B, D, n) float32 and the new state.
+
+    It equals ``model.encode_unbounded`` of the whole signal to float rounding (the order in which each chunk's
+    sums accumulate differs), which ``benchmarks/streaming_tokens.py`` measures.
     """
     layers = _layers(model, "encoder")
     batch = _check_state(layers, state, "encoder")
     wav = _check_chunk(model, chunk, batch)
     weight = next(model.encoder.parameters())
     x, state = _run(layers, patch(wav.to(weight.device, weight.dtype), model.config.patch_size), state)
-    return model.tokens_from_latent(x.float(), preset), state
+    return x.float(), state
 
 
 @torch.no_grad()

@@ -8,6 +8,10 @@ item's crop, loudness target and phase flip from ``(seed, epoch, index)``. A bat
 (seed, epoch, position), whatever the worker count, and a run resumed from a mid-epoch checkpoint sees exactly
 the batches an uninterrupted run would (:class:`EpochSampler` skips the consumed ones).
 
+The data state records the topology that read it (devices, workers per device, batch size). A run resumed on
+another topology finishes the epoch with exactly the items not yet seen, none twice (``taae.data.position``), and
+moves Lightning's batch count of the epoch to match; the next epoch is the new topology's own.
+
 Multi-GPU: the sampler shards by rank itself; run the Trainer with ``use_distributed_sampler=False``.
 
 Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
@@ -23,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from taae.audio import TARGET_LUFS
 from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, scan
+from taae.data.position import Segment, Topology
 
 
 class AudioDataModule(lightning.LightningDataModule):
@@ -107,6 +112,8 @@ class AudioDataModule(lightning.LightningDataModule):
         self._scans: dict[str, tuple[list[AudioFile], list[tuple[str, str]]]] = {}
         self._sampler: EpochSampler | None = None
         self._resume: tuple[int, int] | None = None
+        self._resume_state: dict | None = None
+        self._active: tuple[int, Topology, Segment] | None = None  # (epoch, base topology, segment) being read
 
     # ---- setup -------------------------------------------------------------------------------------------------
 
@@ -162,9 +169,55 @@ class AudioDataModule(lightning.LightningDataModule):
             # Lightning may start this loader's iterator (and worker prefetch) before calling set_epoch.
             sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         self._sampler = sampler
-        if self._resume is not None:
+        if self._resume_state is not None:
+            self._place(dataset, sampler, world)
+        elif self._resume is not None:
             sampler.resume(*self._resume, batches_per_epoch=self._limited_batches(sampler.num_batches))
         return self._loader(dataset, sampler=sampler, **batching)
+
+    def _topology(self, world: int) -> Topology:
+        return Topology(world, self.num_workers, self.batch_size)
+
+    def _layout(self, dataset: Dataset, sampler: EpochSampler):
+        """What deals this topology's epoch to its ranks (``base_segment``, ``left_after``, ``segment_batches``)."""
+        return sampler
+
+    def _layout_for(self, topology: Topology, base: Topology, segment: Segment | None):
+        """The layout of another topology (rank 0: every rank's share of a segment is dealt alike)."""
+        dataset = self._dataset("train")
+        return EpochSampler(len(dataset), topology.batch_size, self.seed, self.shuffle, topology.world_size, 0)
+
+    def _activate(self, dataset: Dataset, sampler: EpochSampler, epoch: int, base: Topology,
+                  segment: Segment | None, batches: int) -> None:
+        self._active = (epoch, base, segment) if segment is not None else None
+        sampler.resume(epoch, batches, batches_per_epoch=self._limited_batches(sampler.num_batches), segment=segment)
+
+    def _place(self, dataset: Dataset, sampler: EpochSampler, world: int) -> None:
+        """Continue the checkpointed epoch on this topology (see the module docstring)."""
+        state, here = self._resume_state, self._topology(world)
+        epoch, consumed = int(state["epoch"]), int(state["batches_consumed"])
+        then = Topology(**state["topology"]) if "topology" in state else here
+        base = Topology(**state["base"]) if "base" in state else then
+        segment = Segment.from_dict(state["segment"]) if state.get("segment") else None
+        self._check_same_data(state, then, here)
+        if then == here:
+            return self._activate(dataset, sampler, epoch, base, segment, consumed)
+        before = self._layout_for(then, base, segment)
+        if consumed >= before.full_batches:  # the checkpoint ended its epoch: the next one is this topology's own
+            return self._activate(dataset, sampler, epoch + 1, here, None, 0)
+        left = before.left_after(segment or before.base_segment(), consumed)
+        layout = self._layout(dataset, sampler)
+        batches = layout.segment_batches(Segment(left, 0))
+        if batches == 0:  # what is left fills no global batch of this topology: dropped, as drop_last drops it
+            return self._activate(dataset, sampler, epoch + 1, here, None, 0)
+        offset = layout.full_batches - batches
+        self._activate(dataset, sampler, epoch, base, Segment(left, offset), offset)
+        trainer = self._trainer_or_none()
+        if trainer is not None:  # Lightning counts the epoch's batches in this topology's units from here on
+            _shift_batch_progress(trainer, offset - consumed)
+
+    def _check_same_data(self, state: dict, then: Topology, here: Topology) -> None:
+        """The folder module reads the file list it is given; the Shar module checks its shard list."""
 
     def _train_data(self, world: int, rank: int) -> tuple[Dataset, EpochSampler, dict]:
         """(dataset, resumable sampler, DataLoader batching arguments) of this rank's training data."""
@@ -209,24 +262,51 @@ class AudioDataModule(lightning.LightningDataModule):
 
     # ---- exact resume ------------------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, int]:
-        """``{"epoch": e, "batches_consumed": n}``: where the attached trainer stands in the training data."""
+    def state_dict(self) -> dict:
+        """Where the attached trainer stands in the training data, and the topology reading it.
+
+        ``{"epoch", "batches_consumed"}`` (Lightning's count in this epoch), ``"topology"`` (devices, workers per
+        device, batch size), ``"base"`` (the topology that began the epoch) and ``"segment"`` (what of the epoch
+        this topology reads, when it began on another one; None otherwise).
+        """
         trainer = self._trainer_or_none()
         if trainer is None:
+            if self._resume_state is not None:
+                return dict(self._resume_state)
             epoch, consumed = self._resume or (0, 0)
             return {"epoch": epoch, "batches_consumed": consumed}
+        epoch = trainer.fit_loop.epoch_progress.current.completed
+        here = self._topology(trainer.world_size)
+        active = self._active if self._active is not None and self._active[0] == epoch else None
         return {
-            "epoch": trainer.fit_loop.epoch_progress.current.completed,
+            "epoch": epoch,
             # `ready` counts batches fetched in this epoch; `completed` lags by one inside on_train_batch_end.
             "batches_consumed": trainer.fit_loop.epoch_loop.batch_progress.current.ready,
+            "topology": here.to_dict(),
+            "base": (active[1] if active else here).to_dict(),
+            "segment": active[2].to_dict() if active else None,
+            **self._data_identity(),
         }
 
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Make the next training iteration continue where :meth:`state_dict` was taken.
+    def _data_identity(self) -> dict:
+        return {}
 
-        Lightning restores the datamodule before it builds the train loader; the other order works too, since the
-        sampler reads its epoch and skip count only when iteration starts.
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Make the next training iteration continue where :meth:`state_dict` was taken, on any topology.
+
+        Lightning restores the datamodule before it builds the train loader, which places the sampler (and, on a
+        new topology, Lightning's batch count); a state without a topology (older checkpoints) resumes as if the
+        topology were unchanged.
         """
         self._resume = (int(state_dict["epoch"]), int(state_dict["batches_consumed"]))
+        self._resume_state = dict(state_dict)
         if self._sampler is not None:
             self._sampler.resume(*self._resume, batches_per_epoch=self._limited_batches(self._sampler.num_batches))
+
+
+def _shift_batch_progress(trainer, delta: int) -> None:
+    """Move Lightning's batch counters of the running epoch (and its totals) by ``delta`` batches."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    for tracker in (progress.current, progress.total):
+        for name in ("ready", "started", "processed", "completed"):
+            setattr(tracker, name, max(getattr(tracker, name) + delta, 0))

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS, AudioError, normalize_loudness, preprocess
+from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS, AudioError, check_complete, normalize_loudness, preprocess
+from taae.data.position import Intervals, Segment, cut, length
 
 PROBE_FRAMES = 1024
 """Frames read at the start and the end of each file at setup: catches truncated data without a full decode."""
@@ -105,6 +106,7 @@ def check_file(path: Path) -> AudioFile:
         info = sf.info(str(path))
         if info.frames <= 0:
             raise AudioError(f"{path}: empty (0 frames)")
+        check_complete(path, info)  # libsndfile opens a truncated WAV as a shorter valid one
         with sf.SoundFile(str(path)) as f:
             for start in (0, max(0, info.frames - PROBE_FRAMES)):
                 f.seek(start)
@@ -295,21 +297,53 @@ class EpochSampler(Sampler):
         self.epoch = 0
         self.skip_epoch = -1
         self.skip_batches = 0
+        self.segment: Segment | None = None  # the resumed epoch's items, when it began on another topology
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch."""
         self.epoch = epoch
 
-    def resume(self, epoch: int, batches_consumed: int, batches_per_epoch: int | None = None) -> None:
-        """Start the next iteration at batch ``batches_consumed`` of ``epoch`` (the next epoch if it was over)."""
+    def resume(self, epoch: int, batches_consumed: int, batches_per_epoch: int | None = None,
+               segment: Segment | None = None) -> None:
+        """Start the next iteration at batch ``batches_consumed`` of ``epoch`` (the next epoch if it was over).
+
+        ``segment``: that epoch's items for this topology (``taae.data.position``), when it began on another one;
+        ``batches_consumed`` then counts from the epoch's start, as Lightning does (at least ``segment.offset``).
+        """
         if batches_consumed >= (batches_per_epoch or self.num_batches):
-            epoch, batches_consumed = epoch + 1, 0
+            epoch, batches_consumed, segment = epoch + 1, 0, None
         self.epoch = self.skip_epoch = epoch
         self.skip_batches = batches_consumed
+        self.segment = segment
+
+    def base_segment(self) -> Segment:
+        """The whole epoch as one segment: the first ``num_batches`` global batches of the shuffled order."""
+        return Segment([(0, self.num_batches * self.batch_size * self.num_replicas)], 0)
+
+    def segment_parts(self, segment: Segment) -> tuple[list[int], int]:
+        """(the items of ``segment`` this topology reads, in order, all ranks interleaved; batches per rank)."""
+        per_global = self.batch_size * self.num_replicas
+        batches = min(length(segment.intervals) // per_global, self.num_batches)
+        positions = [i for a, b in cut(segment.intervals, 0, batches * per_global) for i in range(a, b)]
+        return positions, batches
+
+    def left_after(self, segment: Segment, batches_consumed: int) -> Intervals:
+        """What of ``segment`` is left once every rank has taken ``batches_consumed`` batches (epoch count)."""
+        taken = (batches_consumed - segment.offset) * self.batch_size * self.num_replicas
+        return cut(segment.intervals, taken, length(segment.intervals))
 
     @property
     def num_batches(self) -> int:
         return self.num_items // (self.batch_size * self.num_replicas)
+
+    @property
+    def full_batches(self) -> int:
+        """Batches per rank in a whole epoch (Lightning's epoch length)."""
+        return self.num_batches
+
+    def segment_batches(self, segment: Segment) -> int:
+        """Batches per rank that ``segment`` makes on this topology."""
+        return self.segment_parts(segment)[1]
 
     def __len__(self) -> int:
         return self.num_batches * self.batch_size
@@ -320,6 +354,14 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
         else:
             order = torch.arange(self.num_items)
+        if self.segment is not None and epoch == self.skip_epoch:
+            # Every rank's batches are dealt from the segment as from a whole epoch: global batch by global batch.
+            positions, _ = self.segment_parts(self.segment)
+            order = order[torch.tensor(positions, dtype=torch.long)][self.rank :: self.num_replicas]
+            skip = (self.skip_batches - self.segment.offset) * self.batch_size
+            for index in order[skip:].tolist():
+                yield index, epoch
+            return
         order = order[: self.num_batches * self.batch_size * self.num_replicas][self.rank :: self.num_replicas]
         skip = self.skip_batches * self.batch_size if epoch == self.skip_epoch else 0
         for index in order[skip:].tolist():

@@ -20,8 +20,11 @@ starts inside a shard reads past the cuts before its range without decoding them
 
 Exact resume: the rank's batch keys come from :class:`~taae.data.dataset.EpochSampler` in the main process
 (``(k, epoch)``, resumable), so the folder module's checkpointed position applies unchanged; a worker asked for
-batch k opens reader (k mod W) and fast-forwards it to batch ⌊k/W⌋ without decoding. Results depend on
-(seed, epoch, R, W): resume with the same device and worker counts. Without shuffle, on one device and at most
+batch k opens reader (k mod W) and fast-forwards it to batch ⌊k/W⌋ without decoding. The order depends on
+(seed, epoch, R, W, B). Resumed on other counts, the epoch is finished from what its readers had left
+(``taae.data.position``): the epoch's sequence is the R·W readers' outputs laid end to end, what is left of it is
+dealt afresh to the new readers, each reopening the old readers whose outputs it takes; the data state records
+the shard list, and a resume on other shards stops before the first step. Without shuffle, on one device and at most
 one worker, batches equal the folder module's on the same files in the same order (``taae prepare`` keeps it).
 With shuffle they differ: a Shar set has no random access, so it shuffles shards and a buffer, not all cuts.
 
@@ -45,6 +48,7 @@ from torch.utils.data import Dataset
 from taae.audio import TARGET_LUFS
 from taae.data.datamodule import AudioDataModule
 from taae.data.dataset import LOAD_ERRORS, AudioDataset, AudioFile, EpochSampler, ItemMaker, _mix, item_draws
+from taae.data.position import Intervals, Segment, Topology, cut, length, remaining
 
 SHARD_ERRORS = (tarfile.TarError, OSError, EOFError, RuntimeError, ValueError, AssertionError)
 """What reading a damaged shard raises in lhotse (a truncated tar, a bad manifest line; mismatched ids assert)."""
@@ -197,27 +201,84 @@ class SharStream(Dataset):
                 "lower data.batch_size or data.num_workers"
             )
         self._readers: dict[int, _Reader] = {}
+        self.segment: tuple[int, int, Segment] | None = None
+        """(epoch, reader length of the topology that began it, the segment this topology reads) when resumed on
+        another topology mid-epoch; that epoch's readers read their parts of the segment."""
 
     def __len__(self) -> int:
         """Batches of this rank per epoch."""
         return self.batches_per_reader * self.readers_per_rank
 
+    # -- the epoch as a sequence (taae.data.position): reader g's outputs are items [g·L, (g+1)·L) --------------
+    @property
+    def full_batches(self) -> int:
+        return len(self)
+
+    @property
+    def reader_length(self) -> int:
+        return self.batches_per_reader * self.batch_size
+
+    def base_segment(self) -> Segment:
+        return Segment([(0, self.num_readers * self.reader_length)], 0)
+
+    def _part_length(self, segment: Segment) -> int:
+        """Items each of this topology's readers takes from ``segment`` (whole batches, as many for everyone)."""
+        per_reader = length(segment.intervals) // (self.num_readers * self.batch_size)
+        return min(per_reader, self.batches_per_reader) * self.batch_size
+
+    def segment_batches(self, segment: Segment) -> int:
+        return self._part_length(segment) // self.batch_size * self.readers_per_rank
+
+    def _parts(self, segment: Segment) -> list[Intervals]:
+        size = self._part_length(segment)
+        return [cut(segment.intervals, g * size, (g + 1) * size) for g in range(self.num_readers)]
+
+    def left_after(self, segment: Segment, batches_consumed: int) -> Intervals:
+        """What of ``segment`` is left once every rank has taken ``batches_consumed`` batches (epoch count)."""
+        t, W = batches_consumed - segment.offset, self.readers_per_rank
+        taken = [max(0, -(-(t - g % W) // W)) * self.batch_size for g in range(self.num_readers)]
+        parts = self._parts(segment)
+        tail = cut(segment.intervals, self.num_readers * self._part_length(segment), length(segment.intervals))
+        return remaining(parts, taken) + tail
+
     def __getitem__(self, key: tuple[int, int]) -> Tensor:
         k, epoch = key
+        segment = self.segment if self.segment is not None and self.segment[0] == epoch else None
+        if segment is not None:
+            k -= segment[2].offset  # the segment's batches end with the epoch; its offset is a multiple of W
         w, j = k % self.readers_per_rank, k // self.readers_per_rank
         reader = self._readers.get(w)
         if reader is None or reader.epoch != epoch or reader.next_batch > j:
-            self._readers[w] = reader = self._open(epoch, self.rank * self.readers_per_rank + w)
+            g = self.rank * self.readers_per_rank + w
+            if segment is None:
+                reader = self._open(epoch, g)
+            else:
+                reader = _Reader(epoch, self._read_part(epoch, segment[1], self._parts(segment[2])[g]))
+            self._readers[w] = reader
         while reader.next_batch < j:
             reader.take(self.batch_size)  # fast-forward: read, do not decode
         return self._batch(reader, reader.take(self.batch_size), epoch)
 
-    def _open(self, epoch: int, g: int) -> _Reader:
+    def _read_part(self, epoch: int, reader_length: int, part: Intervals) -> Iterator:
+        """Items ``part`` of an epoch sequence whose readers had ``reader_length`` items each: the readers that
+        made them are reopened and fast-forwarded, without decoding."""
+        for a, b in part:
+            while a < b:
+                g, start = divmod(a, reader_length)
+                stop = min(b, (g + 1) * reader_length)
+                items = self._open(epoch, g, reader_length).items
+                for _ in range(start):
+                    next(items)
+                for _ in range(stop - a):
+                    yield next(items)
+                a = stop
+
+    def _open(self, epoch: int, g: int, reader_length: int | None = None) -> _Reader:
         order = self.shards
         if self.shuffle:
             perm = torch.randperm(len(order), generator=torch.Generator().manual_seed(_mix(self.seed, "shards", epoch)))
             order = [order[i] for i in perm.tolist()]
-        length = self.batches_per_reader * self.batch_size
+        length = reader_length or self.reader_length
         items = read_range(order, g * length, (g + 1) * length)
         if self.shuffle and self.shuffle_buffer > 1:
             items = buffer_shuffle(items, self.shuffle_buffer, random.Random(_mix(self.seed, "buffer", epoch, g)))
@@ -327,3 +388,37 @@ class SharDataModule(AudioDataModule):
         # One key per batch; the stream orders the cuts, so the key sampler itself never shuffles.
         sampler = EpochSampler(len(stream), 1, self.seed, shuffle=False)
         return stream, sampler, {"batch_size": None}
+
+    # -- resume on another topology (taae.data.position) ------------------------------------------------------
+    def _stream(self, topology: Topology, rank: int = 0) -> SharStream:
+        if "train" not in self._shards:
+            self.setup("fit")
+        return SharStream(self._shards["train"], None, topology.batch_size, self.seed, self.shuffle,
+                          self.shuffle_buffer, topology.world_size, rank, topology.workers)
+
+    def _layout(self, dataset: Dataset, sampler: EpochSampler):
+        return dataset
+
+    def _layout_for(self, topology: Topology, base: Topology, segment: Segment | None):
+        return self._stream(topology)
+
+    def _activate(self, dataset: Dataset, sampler: EpochSampler, epoch: int, base: Topology,
+                  segment: Segment | None, batches: int) -> None:
+        # The segment's items are positions in the sequence of the topology that began the epoch.
+        dataset.segment = (epoch, self._stream(base).reader_length, segment) if segment is not None else None
+        super()._activate(dataset, sampler, epoch, base, None, batches)
+        self._active = (epoch, base, segment) if segment is not None else None
+
+    def _data_identity(self) -> dict:
+        if "train" not in self._shards:
+            self.setup("fit")
+        return {"shards": [[Path(s.cuts.split()[-1]).name, s.num_cuts] for s in self._shards["train"]]}
+
+    def _check_same_data(self, state: dict, then: Topology, here: Topology) -> None:
+        saved, ours = state.get("shards"), self._data_identity()["shards"]
+        if saved is not None and [list(s) for s in saved] != ours:
+            raise ValueError(
+                f"data.train: the checkpoint's position is in another Shar set ({len(saved)} shards, "
+                f"{sum(n for _, n in saved)} cuts, read by {then}) than this one ({len(ours)} shards, "
+                f"{sum(n for _, n in ours)} cuts, read by {here}); resume with the same shards, or start the "
+                "run afresh from its weights (model.init_weights_from)")

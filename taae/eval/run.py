@@ -179,7 +179,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         ValueError / FileNotFoundError: for bad data, presets or references (before any work is done).
     """
     notes: list[str] = []
-    files = list_audio_files(cfg.data, None if cfg.subset else cfg.max_files)
+    files = list_audio_files(cfg.data, None if cfg.subset else cfg.max_files, exclude=cfg.out)
     if cfg.subset:
         files = select_subset(files, cfg.subset, cfg.data)[: cfg.max_files or None]
     codec = None

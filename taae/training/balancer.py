@@ -18,6 +18,12 @@ costs about the same as one backward through the summed loss, since each term's 
 
 Both report each term's *effective weight* c_k (G = Σ c_k g_k: training behaves as if Σ c_k L_k were minimised with
 c_k held constant) and its *share* ‖c_k g_k‖ / Σ_j ‖c_j g_j‖ of the output gradient, which the module logs.
+
+A combination is a proposal until the step is known to be finite: ``forward`` reads the balancer's running averages
+but does not change them; the module calls :meth:`GradientBalancer.commit` only after the all-rank finite check, so
+a skipped step (an ``inf`` or ``NaN`` in one term) leaves them as they were. Under DDP the per-step norms are
+averaged across ranks before they are used (EnCodec averages them with ``flashy.distrib.average_metrics``), so
+every rank applies the same effective weights and holds the same buffers.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 
@@ -38,6 +45,9 @@ class Combined:
     """Effective weight c_k of each term (G = Σ c_k g_k)."""
     shares: dict[str, float]
     """‖c_k g_k‖ / Σ_j ‖c_j g_j‖: each term's share of the output gradient's norm (they sum to 1)."""
+    norms: Tensor | None = None
+    """(K,) float64: this step's gradient norm of every declared term (averaged over ranks; 0 for a term absent
+    this step), which :meth:`GradientBalancer.commit` folds into the running averages; None for a plain sum."""
 
 
 def output_gradients(terms: dict[str, Tensor], output: Tensor) -> dict[str, Tensor]:
@@ -65,12 +75,24 @@ def _shares(grads: dict[str, Tensor], weights: dict[str, float]) -> dict[str, fl
     return {k: (v / total if total > 0 else 0.0) for k, v in norms.items()}
 
 
+def _mean_over_ranks(values: Tensor) -> Tensor:
+    """The mean of ``values`` over DDP ranks (one all-reduce; gloo has no AVG, so SUM / world size)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= dist.get_world_size()
+    return values
+
+
 class WeightedSum(nn.Module):
     """The plain weighted sum G = Σ_k w_k g_k (today's behaviour: the gradient of Σ_k w_k L_k)."""
 
     def forward(self, grads: dict[str, Tensor], weights: dict[str, float]) -> Combined:
         gradient = sum(weights[k] * g for k, g in grads.items())
         return Combined(gradient, dict(weights), _shares(grads, weights))
+
+    def commit(self, combined: Combined) -> None:
+        """Nothing to remember: a plain sum has no state."""
 
 
 class GradientBalancer(nn.Module):
@@ -119,17 +141,30 @@ class GradientBalancer(nn.Module):
         total_weight = sum(weights[k] for k in grads)
         if not total_weight > 0:
             raise ValueError(f"balancer: the weights of the balanced terms sum to {total_weight}, need > 0")
-        index = {k: i for i, k in enumerate(self.terms)}
-        effective: dict[str, float] = {}
+        norms = torch.zeros(len(self.terms), dtype=torch.float64, device=self._norm_sum.device)
         with torch.no_grad():
-            for name, grad in grads.items():
-                i = index[name]
-                self._norm_sum[i] = self.ema_decay * self._norm_sum[i] + float(_norm(grad, self.per_item))
-                self._weight_sum[i] = self.ema_decay * self._weight_sum[i] + 1.0
-                average = float(self._norm_sum[i] / self._weight_sum[i])
-                effective[name] = weights[name] / total_weight * self.total_norm / max(average, self.eps)
+            for i, name in enumerate(self.terms):
+                if name in grads:
+                    norms[i] = _norm(grads[name], self.per_item).double()
+            norms = _mean_over_ranks(norms)
+            # The averages this step would give; the buffers change only in commit(), after the finite check.
+            norm_sum = self.ema_decay * self._norm_sum + norms
+            weight_sum = self.ema_decay * self._weight_sum + 1.0
+            average = (norm_sum / weight_sum).tolist()
+        effective = {name: weights[name] / total_weight * self.total_norm / max(average[i], self.eps)
+                     for i, name in enumerate(self.terms) if name in grads}
         gradient = sum(effective[k] * g for k, g in grads.items())
-        return Combined(gradient, effective, _shares(grads, effective))
+        return Combined(gradient, effective, _shares(grads, effective), norms)
+
+    @torch.no_grad()
+    def commit(self, combined: Combined) -> None:
+        """Fold a finite step's norms into the running averages (terms absent from that step keep theirs)."""
+        present = torch.tensor([name in combined.weights for name in self.terms], device=self._norm_sum.device)
+        if not torch.isfinite(combined.norms).all():
+            raise ValueError(f"balancer: refusing to fold non-finite norms {combined.norms.tolist()} "
+                             f"of terms {list(self.terms)}")
+        self._norm_sum.copy_(torch.where(present, self.ema_decay * self._norm_sum + combined.norms, self._norm_sum))
+        self._weight_sum.copy_(torch.where(present, self.ema_decay * self._weight_sum + 1.0, self._weight_sum))
 
     def extra_repr(self) -> str:
         return (f"total_norm={self.total_norm:g}, ema_decay={self.ema_decay:g}, per_item={self.per_item}, "

@@ -8,9 +8,11 @@ which halves what each one sees, §9 item 12):
   2. discriminator step on the real batch and the detached reconstruction, clipped to ``grad_clip_d``;
   3. generator step on reconstruction + adversarial + feature-matching (+ perceptual) terms, against the
      just-updated discriminator, clipped to ``grad_clip_g``; then the EMA update.
-A non-finite reconstruction or discriminator loss/gradient skips the whole batch (neither network steps); a
-non-finite generator loss/gradient skips the generator step. Skipped steps leave weights and optimiser states as
-they were, ``nan_skips`` counts them, and training goes on; ``max_consecutive_skips`` in a row stop it with an error
+A non-finite reconstruction, discriminator loss/gradient or generator loss/gradient skips the whole batch: the run
+is left as if the batch had never been drawn, bit for bit (weights, optimiser states, the EMA, the balancer's
+averages, the global RNG; a discriminator that had already stepped on the batch is put back, which costs one copy of
+its weights and optimiser state per batch). Only Lightning's ``global_step`` still counts D's undone step.
+``nan_skips`` counts the skips, and training goes on; ``max_consecutive_skips`` in a row stop it with an error
 naming the last finite step (``taae.training.guard``). Under DDP each check is all-reduced, so a skip on one rank
 is a skip on every rank (``taae.training.distributed``).
 
@@ -218,17 +220,22 @@ class CodecModule(L.LightningModule):
     # -- training ------------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> None:
         self._restore_rng_once()
+        # A skipped batch must leave the run as if it had never been drawn (dither, dropout): RNG included.
+        rng = _rng_state()
         wav = self._audio(batch)  # (B, 1, T)
         opt_g, opt_d = self.optimizers()
         out = self.generator(wav)
         if not finite_on_all_ranks(out.audio):  # every check is agreed by all ranks (DDP)
-            return self._skip("reconstruction")
+            return self._skip("reconstruction", rng)
         logs: dict[str, Tensor] = {}
         steps = int(self.generator_steps)
         discriminator_on = self.discriminator is not None and steps >= self.discriminator_start_steps
         adversarial_on = discriminator_on and steps >= self.adversarial_warmup_steps
 
+        discriminator_saved = None
         if discriminator_on:
+            # D steps before G is checked; a G skip must undo it, so D's weights and optimiser state are kept.
+            discriminator_saved = self._save_discriminator(opt_d)
             self.toggle_optimizer(opt_d)
             loss_d = discriminator_loss(self.discriminator(wav), self.discriminator(out.audio.detach()),
                                         kind=self.adversarial_loss)
@@ -240,7 +247,7 @@ class CodecModule(L.LightningModule):
             opt_d.zero_grad(set_to_none=True)
             self.untoggle_optimizer(opt_d)
             if not ok:
-                return self._skip("discriminator")
+                return self._skip("discriminator", rng)
             logs.update({"train/disc": loss_d.detach(), "train/grad_norm_d": norm_d})
         else:
             # No gradients: AdamW leaves every parameter and its state alone, but Lightning still counts the step,
@@ -250,13 +257,18 @@ class CodecModule(L.LightningModule):
         self.toggle_optimizer(opt_g)
         loss_g, terms, combined = self._generator_backward(wav, out, adversarial_on)
         norm_g = self._clip(self.generator.parameters(), self.grad_clip_g)
-        ok = finite_on_all_ranks(loss_g, norm_g, combined.gradient)
+        ok = finite_on_all_ranks(loss_g, norm_g, combined.gradient,
+                                 *([combined.norms] if combined.norms is not None else []))
         if ok:
             opt_g.step()
+            if combined.norms is not None:  # the balancer learns only from finite steps
+                self.combiner.commit(combined)
         opt_g.zero_grad(set_to_none=True)
         self.untoggle_optimizer(opt_g)
         if not ok:
-            return self._skip("generator")
+            if discriminator_saved is not None:  # the batch is skipped whole: D's step on it is undone
+                self._restore_discriminator(opt_d, discriminator_saved)
+            return self._skip("generator", rng)
 
         self.generator_steps += 1
         self.skip_guard.finite(int(self.generator_steps))
@@ -343,7 +355,8 @@ class CodecModule(L.LightningModule):
             weight *= self.waveform_decay ** int(self.generator_steps)
         return weight
 
-    def _skip(self, where: str) -> None:
+    def _skip(self, where: str, rng: dict[str, Any]) -> None:
+        _set_rng_state(rng)
         self.nan_skips += 1
         for opt in self.optimizers():
             opt.zero_grad(set_to_none=True)
@@ -351,6 +364,14 @@ class CodecModule(L.LightningModule):
         self.print(f"non-finite {where} after {int(self.generator_steps)} generator steps: step skipped "
                    f"({int(self.nan_skips)} so far)")
         self.skip_guard.skipped(where, self.global_step, checkpoint_paths(self.trainer))
+
+    def _save_discriminator(self, opt_d) -> dict[str, Any]:
+        optimizer = getattr(opt_d, "optimizer", opt_d)  # Lightning wraps it
+        return {"weights": _clone(self.discriminator.state_dict()), "optimizer": _clone(optimizer.state_dict())}
+
+    def _restore_discriminator(self, opt_d, saved: dict[str, Any]) -> None:
+        self.discriminator.load_state_dict(saved["weights"])
+        getattr(opt_d, "optimizer", opt_d).load_state_dict(saved["optimizer"])
 
     @staticmethod
     def _clip(params, max_norm: float | None) -> Tensor:
@@ -422,7 +443,8 @@ class CodecModule(L.LightningModule):
         read with ``weights_only=True`` unless ``trust``."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"model.init_weights_from: no such checkpoint: {path}")
-        state = load_checkpoint(path, trust=trust, trust_hint="set model.init_args.trust_init_weights: true")
+        state = load_checkpoint(path, trust=trust, trust_hint="set model.init_args.trust_init_weights: true",
+                                trust_source="model.init_args.trust_init_weights")
         if not isinstance(state, dict):
             raise ValueError(f"model.init_weights_from={path!r} is not a checkpoint (it holds a "
                              f"{type(state).__name__})")
@@ -447,6 +469,30 @@ class CodecModule(L.LightningModule):
         if wav.dim() == 2:
             wav = wav.unsqueeze(1)
         return wav
+
+
+def _clone(state):
+    """A copy of a (nested) state dict whose tensors no longer alias the live ones."""
+    if isinstance(state, Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _clone(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_clone(v) for v in state)
+    return state
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def sign_correlation(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:

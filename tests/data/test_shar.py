@@ -137,3 +137,39 @@ def test_config_errors_name_the_key(tmp_path, corpus):
     dm.setup("fit")
     with pytest.raises(ValueError, match="13 cuts cannot fill one batch of 8 for each of 2 readers"):
         dm.train_dataloader()
+
+
+@pytest.fixture(scope="module")
+def cuts24(tmp_path_factory):
+    """24 short cuts in shards of 5 (the last one short)."""
+    src = tmp_path_factory.mktemp("cuts24")
+    for i in range(24):
+        sf.write(src / f"c{i:02d}.wav", synth_speech(0.02, 16000, seed=i)[0].numpy(), 16000)
+    prepare(src, src / "shar", shard_size=5, progress=False)
+    return src / "shar"
+
+
+@pytest.mark.parametrize(("before", "after", "stop"), [((1, 0), (2, 0), 4), ((2, 0), (1, 0), 3), ((1, 0), (1, 2), 4),
+                                                      ((2, 2), (1, 4), 2)])
+def test_resume_on_another_topology_sees_every_cut_of_the_epoch_once(cuts24, before, after, stop):
+    # Bug (main): the split of the stream into ranks × workers depends on both counts and the state held only
+    # (epoch, batches consumed): resumed on other counts, readers restarted on other ranges and shuffles,
+    # repeating some cuts and never reaching others.
+    from tests.data.topology import resumed_epoch
+
+    def factory(workers):
+        return lambda: SharDataModule(str(cuts24), segment_length=160, batch_size=2, num_workers=workers,
+                                      seed=3, shuffle_buffer=4)
+
+    seen = resumed_epoch(factory(before[1]), before[0], stop, factory(after[1]), after[0])
+    assert sorted(seen) == list(range(24))
+
+
+def test_resume_on_other_shards_stops_with_one_line(corpus, tmp_path):
+    from tests.data.topology import rank_items
+
+    _, shar = corpus
+    _, state, _, _ = rank_items(lambda: SharDataModule(str(shar), segment_length=SEG, batch_size=2), 1, 0, None, 1)
+    state["shards"] = state["shards"][:-1]
+    with pytest.raises(ValueError, match=r"another Shar set .* read by 1 device\(s\) × 0 worker\(s\) × batch 2"):
+        rank_items(lambda: SharDataModule(str(shar), segment_length=SEG, batch_size=2), 2, 0, state, None)

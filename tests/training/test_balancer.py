@@ -24,6 +24,7 @@ def test_balancer_shares_follow_the_weights_whatever_the_scale(per_item):
         grads = output_gradients(_terms(y, target), y)
         raw_ratio = float(grads["big"].norm() / grads["small"].norm())
         combined = balancer(grads, weights)
+        balancer.commit(combined)
         for name, weight in weights.items():
             assert combined.shares[name] == pytest.approx(weight, rel=0.05), (step, name, combined.shares)
         assert sum(combined.shares.values()) == pytest.approx(1.0)
@@ -49,7 +50,8 @@ def test_weighted_sum_reports_raw_shares_and_equals_the_gradient_of_the_weighted
 def test_balancer_state_is_a_buffer_and_survives_a_state_dict_round_trip():
     a = GradientBalancer(ema_decay=0.5, terms=("mel", "waveform"))
     y = torch.randn(2, 1, 100, requires_grad=True)
-    a(output_gradients({"mel": y.square().sum(), "waveform": y.abs().sum()}, y), {"mel": 1.0, "waveform": 1.0})
+    a.commit(a(output_gradients({"mel": y.square().sum(), "waveform": y.abs().sum()}, y),
+               {"mel": 1.0, "waveform": 1.0}))
     b = GradientBalancer(ema_decay=0.5, terms=("mel", "waveform"))
     b.load_state_dict(a.state_dict())
     assert b.average_norms() == a.average_norms() and len(a.average_norms()) == 2
@@ -65,3 +67,23 @@ def test_balancer_refuses_undeclared_terms_and_zero_total_weight():
         balancer(output_gradients({"mel": y.sum()}, y), {"mel": 0.0})
     with pytest.raises(ValueError, match="ema_decay"):
         GradientBalancer(ema_decay=1.0)
+
+
+def test_a_proposal_changes_nothing_until_committed_and_non_finite_norms_are_refused():
+    # Bug (main): forward() folded every step's norms into the averages at once, a non-finite one included.
+    balancer = GradientBalancer(ema_decay=0.5, terms=("mel", "waveform"))
+    y = torch.randn(2, 1, 100, requires_grad=True)
+    weights = {"mel": 1.0, "waveform": 1.0}
+    balancer.commit(balancer(output_gradients({"mel": y.square().sum(), "waveform": y.abs().sum()}, y), weights))
+    before = {k: v.clone() for k, v in balancer.state_dict().items()}
+    grads = output_gradients({"mel": y.square().sum(), "waveform": y.abs().sum()}, y)
+    grads["waveform"][0, 0, 0] = float("inf")
+    combined = balancer(grads, weights)
+    assert not torch.isfinite(combined.gradient).all()  # what the module's finite check sees, and skips
+    assert all(torch.equal(before[k], v) for k, v in balancer.state_dict().items())
+    with pytest.raises(ValueError, match="non-finite norms"):
+        balancer.commit(combined)
+    # A term absent from a step keeps its average (e.g. adversarial terms during the warm-up).
+    balancer.commit(balancer({"mel": grads["mel"]}, weights))
+    kept = float(before["_norm_sum"][1] / before["_weight_sum"][1])
+    assert balancer.average_norms()["waveform"] == pytest.approx(kept)

@@ -1,5 +1,6 @@
-"""Two-process DDP on CPU (gloo) through configs/trainer/ddp.yaml: exact mid-epoch resume, disjoint data per
-rank, a NaN on one rank skipped on both, one EMA. Each run is tests/training/ddp_worker.py in a subprocess."""
+"""Two-process DDP on CPU (gloo) through configs/trainer/ddp.yaml, with the gradient balancer on: exact mid-epoch
+resume (also on one process), disjoint data per rank, a NaN on one rank skipped on both, one EMA, one set of
+balancer scales. Each run is tests/training/ddp_worker.py in a subprocess."""
 
 import json
 import os
@@ -35,10 +36,10 @@ def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc: subprocess.Popen, out: Path) -> list[dict]:
+def _finish(proc: subprocess.Popen, out: Path, ranks: int = 2) -> list[dict]:
     log, _ = proc.communicate(timeout=900)  # a rank that waits forever fails here
     assert proc.returncode == 0, log[-3000:]
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(ranks)]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,10 @@ def runs(tmp_path_factory):
     runs = {"straight": _finish(straight, root / "straight"), "first": _finish(first, root / "first")}
     runs["checkpoints"] = ckpts = sorted((root / "first" / "ckpt").glob("*.ckpt"))
     resumed = _start(data, root / "resumed", "--max-steps", str(STEPS), "--resume", str(ckpts[-1]))
+    # The same checkpoint resumed on one process, side by side: it must finish epoch 1 with the cuts left.
+    alone = _start(data, root / "alone", "--max-steps", str(STEPS), "--resume", str(ckpts[-1]), "--devices", "1")
     runs["resumed"] = _finish(resumed, root / "resumed")
+    runs["alone"] = _finish(alone, root / "alone", ranks=1)
     return runs
 
 
@@ -67,6 +71,30 @@ def test_two_process_resume_is_bit_identical_to_an_uninterrupted_run(runs):
         done = len(runs["first"][rank]["seen"])  # batches before the checkpoint (the NaN batch made no step)
         assert resumed[rank]["seen"] == straight[rank]["seen"][done:]
         assert resumed[rank]["seen"][0][0] == done and done % BATCHES_PER_EPOCH != 0  # mid-epoch
+
+
+def test_both_ranks_apply_identical_balancer_scales_at_every_step(runs):
+    # Bug (main): each rank balanced with its own local gradient norms, so the ranks' effective weights differed
+    # (and their generator gradients were averaged from differently weighted terms).
+    for run in ("straight", "resumed"):
+        scales = [runs[run][rank]["scales"] for rank in (0, 1)]
+        assert len(scales[0]) > 0 and scales[0] == scales[1], run
+    straight, resumed = runs["straight"][0]["scales"], runs["resumed"][0]["scales"]
+    assert resumed == straight[len(straight) - len(resumed):]  # the resumed balancer continued exactly
+    assert {"mel", "waveform"} <= set(straight[-1])
+
+
+def test_a_two_process_checkpoint_resumed_on_one_process_finishes_the_epoch_with_the_cuts_left(runs):
+    # Bug (main): the 1-process run read the checkpoint's per-rank count as its own and skipped epoch 1's rest.
+    done = len(runs["first"][0]["seen"])  # batches per rank before the checkpoint, mid-epoch 1
+    left = BATCHES_PER_EPOCH - done % BATCHES_PER_EPOCH
+    expected = sorted(h for rank in runs["straight"] for b in rank["seen"][done:done + left] for h in b[1:])
+    alone = runs["alone"][0]
+    assert alone["world_size"] == 1
+    assert sorted(h for b in alone["seen"][:2 * left] for h in b[1:]) == expected  # 1 process: 2 × the batches
+    # Lightning's count moved to 1-process units: the epoch (2 × as many batches) ends with the cuts left.
+    offset = 2 * BATCHES_PER_EPOCH - 2 * left
+    assert alone["seen"][0][0] == done - done % BATCHES_PER_EPOCH + offset
 
 
 def test_each_rank_sees_disjoint_data_every_epoch(runs):
