@@ -62,3 +62,77 @@ def load_reference(path: Path, codec, sample_rate: int) -> torch.Tensor:
     if not torch.isfinite(ref).all():
         raise ValueError(f"{path}: non-finite samples after preprocessing")
     return ref.detach().float().cpu().reshape(1, -1)
+
+
+TRANSCRIPT_GLOB = "*.trans.txt"
+"""LibriSpeech's transcripts: one file per chapter folder, lines ``<utterance id> <TEXT>``."""
+
+
+def read_transcripts(files: list[Path]) -> dict[Path, str]:
+    """Transcripts of ``files`` from the ``*.trans.txt`` files in their folders (LibriSpeech layout), by path.
+
+    Raises:
+        ValueError: for a transcript line without text, naming its file and line.
+    """
+    by_folder: dict[Path, dict[str, str]] = {}
+    out = {}
+    for f in files:
+        folder = f.parent
+        if folder not in by_folder:
+            table: dict[str, str] = {}
+            for trans in sorted(folder.glob(TRANSCRIPT_GLOB)):
+                for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), start=1):
+                    if not line.strip():
+                        continue
+                    utt, _, text = line.strip().partition(" ")
+                    if not text.strip():
+                        raise ValueError(f"{trans}:{n}: utterance {utt!r} has no text")
+                    table[utt] = text.strip()
+            by_folder[folder] = table
+        if f.stem in by_folder[folder]:
+            out[f] = by_folder[folder][f.stem]
+    return out
+
+
+def select_subset(files: list[Path], list_file: str | Path, data: str | Path) -> list[Path]:
+    """The files named in ``list_file`` (one utterance id, e.g. ``1089-134686-0000``, or path relative to ``data``
+    per line; ``#`` starts a comment), in the list's order.
+
+    Raises:
+        ValueError: naming the first entry that matches no file of ``data``.
+    """
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"--subset {list_file}: not found")
+    ids = dict(zip(file_ids(files, data), files))
+    stems = {f.stem: f for f in files}
+    chosen = []
+    for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        match = ids.get(entry) or stems.get(entry) or stems.get(Path(entry).stem if "/" in entry else "")
+        if match is None:
+            raise ValueError(f"--subset {list_file}:{n}: {entry!r} matches no audio file under {data}")
+        chosen.append(match)
+    if not chosen:
+        raise ValueError(f"--subset {list_file}: lists no file")
+    return list(dict.fromkeys(chosen))
+
+
+HASH_CHARS = 16
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 over the relative names and bytes of every file under ``path`` (or of the file), first 16 hex."""
+    import hashlib
+
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:HASH_CHARS]

@@ -26,7 +26,9 @@ METRICS = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi", "mos")
 """Every per-file metric key, in report column order."""
 
 HIGHER_IS_BETTER = {"si_sdr": True, "mel": False, "stft": False, "pesq_wb": True, "pesq_nb": True, "stoi": True,
-                    "mos": True}
+                    "mos": True,
+                    # model-based columns of taae.eval.speech_models, computed in the main process
+                    "wer": False, "dwer": False, "sim": True}
 
 PESQ_WB_RATE = 16000
 PESQ_NB_RATE = 8000  # ITU-T P.862 narrow-band is defined on telephone-band 8 kHz audio

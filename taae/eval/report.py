@@ -21,7 +21,7 @@ from taae.eval.metrics import HIGHER_IS_BETTER, METRICS
 from taae.eval.token_stats import EntropyStats
 
 COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
-                 "stoi": "STOI", "mos": "DNSMOS"}
+                 "stoi": "STOI", "mos": "DNSMOS", "wer": "WER", "dwer": "dWER", "sim": "SIM"}
 
 PAPER_ROW = {"name": "TAAE 2×15625 (paper)", "bitrate": 700.0, "si_sdr": 4.73, "mel": 0.86, "stft": 1.26,
              "pesq_wb": 3.09, "stoi": 0.92, "mos": 3.36}
@@ -44,6 +44,9 @@ class FileResult:
     encode_seconds: float = 0.0
     decode_seconds: float = 0.0
     seconds: float = 0.0
+    texts: dict[str, str] = field(default_factory=dict)
+    """ASR text of the output (``hypothesis``), of the reference (``reference_transcription``) and the data's
+    ``transcript``, when an ASR model ran."""
 
 
 @dataclass
@@ -87,6 +90,13 @@ class SystemSummary:
     max_abs_length_change: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     """Failure counts per metric (and ``system``)."""
+    weights: str | None = None
+    """Folder or file of a baseline's weights, and its content hash (``inputs.content_hash``)."""
+    weights_hash: str | None = None
+    model_rate: int | None = None
+    """A baseline's own sample rate (resampled in and out when it differs from the evaluation rate)."""
+    corpus: dict[str, float] = field(default_factory=dict)
+    """Corpus-level ``wer`` / ``dwer``: Σ word edits / Σ reference words over the files (the papers' convention)."""
 
 
 def summarize_system(name: str, results: list[FileResult], kind: str = "reference", bitrate: float | None = None,
@@ -100,6 +110,14 @@ def summarize_system(name: str, results: list[FileResult], kind: str = "referenc
         total = sum(getattr(r, attr) for r in rows if "system" not in r.errors)
         return total / audio if audio > 0 and total > 0 else None
 
+    corpus = {}
+    for key in ("wer", "dwer"):
+        edits = [r.values.get(f"{key}_edits", math.nan) for r in rows]
+        words = [r.values.get(f"{key}_words", math.nan) for r in rows]
+        pairs = [(e, w) for e, w in zip(edits, words) if math.isfinite(e) and math.isfinite(w)]
+        if pairs and sum(w for _, w in pairs) > 0:
+            corpus[key] = sum(e for e, _ in pairs) / sum(w for _, w in pairs)
+    extra.setdefault("corpus", corpus)
     errors: dict[str, int] = {}
     for r in rows:
         for key in r.errors:
@@ -161,7 +179,7 @@ def _fmt_metric(s: MetricSummary, digits: int) -> str:
     return _fmt(s.mean, digits) + (f" ± {_fmt(s.std, digits)}" if s.std is not None else "")
 
 
-DIGITS = {"stoi": 3, "si_sdr": 2, "mel": 3, "stft": 3}
+DIGITS = {"stoi": 3, "si_sdr": 2, "mel": 3, "stft": 3, "wer": 3, "dwer": 3, "sim": 3}
 """Decimals shown per metric (2 for the others)."""
 
 
@@ -292,6 +310,22 @@ def csv_text(results: list[FileResult], metrics: list[str] | None = None) -> str
         return f.getvalue()
 
 
+def jsonl_text(report: EvalReport, results: list[FileResult]) -> str:
+    """One JSON object per line and (file, system): every metric value (null for NaN, absent when not computed),
+    the system's kind and nominal bitrate, errors and ASR texts, for VERSA- or Codec-SUPERB-style tooling."""
+    systems = {s.name: s for s in report.systems}
+    lines = []
+    for r in results:
+        s = systems.get(r.system)
+        row = {"file": r.file, "system": r.system, "kind": s.kind if s else None, "bitrate": s.bitrate if s else None,
+               "sample_rate": report.settings.get("sample_rate"), "duration": r.duration,
+               **{m: r.values.get(m, math.nan) for m in report.metrics},
+               **{k: v for k, v in r.values.items() if k not in report.metrics},
+               "length_change": r.length_change, "seconds": r.seconds, "errors": r.errors, "texts": r.texts}
+        lines.append(json.dumps(_jsonable(row), ensure_ascii=False))
+    return "".join(line + "\n" for line in lines)
+
+
 def write_csv(results: list[FileResult], path: str | Path, metrics: list[str] | None = None) -> None:
     write_text(path, csv_text(results, metrics))
 
@@ -310,20 +344,22 @@ def example_path(system: str, index: int, file: str) -> Path:
 
 
 def write_report(report: EvalReport, results: list[FileResult], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``per_file.csv``, ``rate_quality.png``, ``report.md`` and ``report.html`` (which
-    shows the examples already saved under ``examples/``) into ``out_dir``; return their paths. The json, md and
-    csv are written all or nothing (a failed write leaves a previous report's as they were)."""
+    """Write ``report.json``, ``per_file.csv``, ``per_utterance.jsonl``, ``rate_quality.png``, ``report.md`` and
+    ``report.html`` (which shows the examples already saved under ``examples/``) into ``out_dir``; return their
+    paths. The json, md, csv and jsonl are written all or nothing (a failed write leaves a previous report's as
+    they were)."""
     from taae.eval.html import write_html
     from taae.eval.plots import write_rate_quality_plot
 
     out = Path(out_dir)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "csv": out / "per_file.csv"}
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "csv": out / "per_file.csv",
+             "jsonl": out / "per_utterance.jsonl"}
     out.mkdir(parents=True, exist_ok=True)
     plot = write_rate_quality_plot(report, out / RATE_QUALITY_PNG)
     if plot is not None:
         paths["plot"] = plot
     figure = RATE_QUALITY_PNG if plot is not None else None
     write_many({paths["json"]: json_text(report), paths["markdown"]: markdown_text(report, figure),
-                paths["csv"]: csv_text(results, report.metrics)})
+                paths["csv"]: csv_text(results, report.metrics), paths["jsonl"]: jsonl_text(report, results)})
     paths["html"] = write_html(report, results, out, figure)
     return paths

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from taae.errors import DEBUG_FLAG, pop_debug, run_main
-from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference
+from taae.eval.baselines import BaselineSystem, load_baselines
+from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference, select_subset
 from taae.eval.metrics import optional_metrics_status
 from taae.eval.references import CodecSystem, System, available_references
 from taae.eval.report import (
@@ -44,6 +45,7 @@ from taae.eval.report import (
     write_report,
 )
 from taae.eval.scoring import ScoreJob, ScoringPool
+from taae.eval.speech_models import speech_scorer
 from taae.eval.token_stats import entropy_bitrate
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,15 @@ class EvalConfig:
     mos: bool = True
     sample_rate: int = 16000
     """Evaluation rate without a checkpoint (with one, the codec's rate)."""
+    baselines: list[str] = field(default_factory=list)
+    """``KIND=PATH[@SETTINGS]`` baselines from local weights (``taae.eval.baselines``): encodec, mimi, dac-hf
+    (transformers folders), dac, stable-codec (taae import)."""
+    asr: str | None = None
+    """transformers ASR folder (HuBERT/wav2vec 2.0 CTC or Whisper) for the WER and dWER columns."""
+    speaker: str | None = None
+    """transformers x-vector folder (``WavLMForXVector``) for the SIM column."""
+    subset: str | None = None
+    """A list file of utterance ids or relative paths: only those files, in that order."""
 
 
 @dataclass
@@ -145,11 +156,12 @@ def _settings(cfg: EvalConfig, codec, files: list[Path], sample_rate: int, worke
                           "the same length."),
         "checkpoint": cfg.checkpoint, "device": cfg.device, "workers": workers, "references": cfg.references,
         "examples": cfg.examples,
-        "presets": cfg.presets, "stages": cfg.stages, "command": sys.argv, "git_commit": _git_commit(),
+        "presets": cfg.presets, "stages": cfg.stages, "baselines": cfg.baselines, "asr": cfg.asr,
+        "speaker": cfg.speaker, "subset": cfg.subset, "command": sys.argv, "git_commit": _git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"taae": taae.__version__, "python": platform.python_version(), "torch": torch.__version__,
                      **{p: _version(p) for p in ("torchaudio", "numpy", "pesq", "pystoi", "speechmos",
-                                                 "onnxruntime")}},
+                                                 "onnxruntime", "transformers")}},
     }
     if cfg.device.startswith("cuda") and torch.cuda.is_available():
         settings["device_name"] = torch.cuda.get_device_name(torch.device(cfg.device))
@@ -167,7 +179,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         ValueError / FileNotFoundError: for bad data, presets or references (before any work is done).
     """
     notes: list[str] = []
-    files = list_audio_files(cfg.data, cfg.max_files, exclude=cfg.out)
+    files = list_audio_files(cfg.data, None if cfg.subset else cfg.max_files, exclude=cfg.out)
+    if cfg.subset:
+        files = select_subset(files, cfg.subset, cfg.data)[: cfg.max_files or None]
     codec = None
     if cfg.checkpoint not in (None, "", "none"):
         from taae.codec import Codec
@@ -182,11 +196,18 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                          f"{list(codec.presets())}, aliases: {list(codec.aliases())})")
     refs = available_references(cfg.references, sample_rate)
     notes += refs.notes
-    systems: list[System] = [*codec_systems, *refs.systems]
+    baselines, baseline_notes = load_baselines(cfg.baselines, sample_rate, cfg.device)
+    notes += baseline_notes
+    scorer, speech_notes = speech_scorer(cfg.asr, cfg.speaker, files, sample_rate, cfg.device)
+    notes += speech_notes
+    metrics += scorer.metrics if scorer else []
+    signal_metrics = tuple(m for m in metrics if scorer is None or m not in scorer.metrics)
+    main_systems: list[System] = [*codec_systems, *baselines]
+    systems: list[System] = [*main_systems, *refs.systems]
     if not systems:
         raise ValueError("nothing to evaluate: no checkpoint and no reference system (see --references)")
     workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
-    if codec is not None and cfg.device == "cpu" and workers > 0:
+    if main_systems and cfg.device == "cpu" and workers > 0:
         notes.append("RTF measured on CPU while metric workers share the cores; use --workers 0 for clean timing")
 
     out_dir = Path(cfg.out)
@@ -200,10 +221,15 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     bar = tqdm(total=len(files) * len(systems), desc="evaluate", unit="pair", disable=None)
 
     def collect(res: FileResult, audio: np.ndarray | None, index: int) -> None:
+        if scorer is not None:
+            speech = scorer.score(index, None if audio is None else torch.from_numpy(audio).reshape(1, -1))
+            res.values.update(speech.values)
+            res.errors.update(speech.errors)
+            res.texts.update(speech.texts)
         results.append(res)
         for key, msg in res.errors.items():
             log.warning("%s / %s: %s failed: %s", res.file, res.system, key, msg)
-        if audio is not None:
+        if audio is not None and index < cfg.examples:
             _save_example(out_dir, res.system, index, files[index], audio, sample_rate)
         bar.update(1)
 
@@ -211,32 +237,36 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     try:
         warm = False
         for i, path in enumerate(files):
-            keep = i < cfg.examples
+            # The speech models score the decoded audio in this process, so every output comes back.
+            keep = i < cfg.examples or scorer is not None
             try:
                 ref = load_reference(path, codec, sample_rate)
+                if scorer is not None:
+                    scorer.prepare(i, ref)
             except Exception as err:  # noqa: BLE001
                 for s in systems:
-                    pool.submit(ScoreJob(i, ids[i], np.zeros(0, np.float32), sample_rate, tuple(metrics), s.name,
+                    pool.submit(ScoreJob(i, ids[i], np.zeros(0, np.float32), sample_rate, signal_metrics, s.name,
                                          error=f"load: {type(err).__name__}: {err}"))
                 continue
             ref_np = ref.numpy().reshape(-1)
-            if keep:
+            if i < cfg.examples:
                 _save_example(out_dir, REFERENCE_EXAMPLES, i, path, ref_np, sample_rate)
-            for s in codec_systems:
-                job = ScoreJob(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, keep_audio=keep)
+            for s in main_systems:
+                job = ScoreJob(i, ids[i], ref_np, sample_rate, signal_metrics, s.name, keep_audio=keep)
                 try:
                     if not warm:
                         s.warmup(ref)
                     o = s.process(ref)
-                    tokens[s.name].append(o.tokens)
-                    job.out, job.encode_seconds, job.decode_seconds, job.seconds = (
-                        o.audio.numpy().reshape(-1), o.encode_seconds, o.decode_seconds, o.seconds)
+                    if s.name in tokens:
+                        tokens[s.name].append(o.tokens)
+                    job.out, job.encode_seconds, job.decode_seconds, job.seconds, job.length_change = (
+                        o.audio.numpy().reshape(-1), o.encode_seconds, o.decode_seconds, o.seconds, o.length_change)
                 except Exception as err:  # noqa: BLE001
                     job.error = f"{type(err).__name__}: {err}"
                 pool.submit(job)
-            warm = warm or bool(codec_systems)
+            warm = warm or bool(main_systems)
             for s in refs.systems:
-                pool.submit(ScoreJob(i, ids[i], ref_np, sample_rate, tuple(metrics), s.name, system=s,
+                pool.submit(ScoreJob(i, ids[i], ref_np, sample_rate, signal_metrics, s.name, system=s,
                                      keep_audio=keep))
         pool.join()
     finally:
@@ -254,6 +284,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             extra = {"preset": s.preset, "exact_bitrate": s.spec.exact_bitrate,
                      "tokens_per_second": s.spec.tokens_per_frame * s.spec.frame_rate,
                      "entropy": entropy_bitrate(tokens[s.name], s.spec) if tokens[s.name] else None}
+        elif isinstance(s, BaselineSystem):
+            extra = {"weights": s.weights, "weights_hash": s.weights_hash, "model_rate": s.model_rate}
         summaries.append(summarize_system(s.name, results, s.kind, s.bitrate, metrics, **extra))
     report = EvalReport(settings=_settings(cfg, codec, files, sample_rate, workers), systems=summaries,
                         metrics=metrics, notes=notes)
@@ -275,8 +307,9 @@ def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py", description=(
         "Evaluate a taae codec (and reference codecs) on a speech set: SI-SDR, mel/STFT distance, PESQ, STOI, "
-        "DNSMOS, entropy bitrate, RTF. Writes report.json, report.md, per_file.csv, rate_quality.png, examples/ "
-        "and report.html (listen to and see every system side by side)."))
+        "DNSMOS, entropy bitrate, RTF; with --asr / --speaker also WER, dWER and speaker similarity; beside "
+        "reference codecs and --baseline codecs from local weights. Writes report.json, report.md, per_file.csv, "
+        "per_utterance.jsonl, rate_quality.png, examples/ and report.html (every system side by side)."))
     p.add_argument("--checkpoint", required=True, help="checkpoint or export folder; 'none' for references only")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="fully unpickle a .ckpt that the safe load refuses (it can run code: trusted files only)")
@@ -291,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=3, help="decoded files to save per system")
     p.add_argument("--no-mos", action="store_true", help="skip DNSMOS")
     p.add_argument("--sample-rate", type=int, default=16000, help="evaluation rate when --checkpoint none")
+    p.add_argument("--baseline", action="append", default=[], metavar="KIND=PATH[@SETTINGS]",
+                   help="a baseline codec from local weights, repeatable: encodec|mimi|dac-hf=<transformers folder>"
+                        "[@codebook counts], dac=<weights.pth>|stable-codec=<folder>[@presets]")
+    p.add_argument("--asr", default=None, help="transformers ASR folder (HuBERT-CTC, Whisper): WER / dWER columns")
+    p.add_argument("--speaker", default=None, help="transformers WavLMForXVector folder: SIM column")
+    p.add_argument("--subset", default=None, help="list file of utterance ids or relative paths to evaluate")
     p.add_argument(DEBUG_FLAG, action="store_true", help="show tracebacks for user errors too")
     return p
 
@@ -309,7 +348,8 @@ def _run(args: argparse.Namespace) -> int:
                      trust_checkpoint=args.trust_checkpoint,
                      presets=[p.strip() for p in args.presets.split(",") if p.strip()], references=args.references,
                      stages=list(args.stages), max_files=args.max_files, workers=args.workers, device=args.device,
-                     examples=args.examples, mos=not args.no_mos, sample_rate=args.sample_rate)
+                     examples=args.examples, mos=not args.no_mos, sample_rate=args.sample_rate,
+                     baselines=list(args.baseline), asr=args.asr, speaker=args.speaker, subset=args.subset)
     result = evaluate(cfg)
     print(markdown_table(result.report))
     print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
