@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taae import audio
+from taae import audio, batching
 from taae.audio import TARGET_LUFS
 from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
 from taae.export import (
@@ -230,21 +230,34 @@ class Codec:
         return audio.preprocess_with_gain(wav, sample_rate, self.sample_rate, self.target_lufs if normalize else None,
                                           source=source, refuse_beyond_unit=True)
 
-    def encode(self, wav: Tensor, sample_rate: int, preset: str | None = None, normalize: bool = True) -> Tensor:
-        """Encode a waveform.
+    def encode(self, wav: Tensor | list[Tensor], sample_rate: int, preset: str | None = None, normalize: bool = True,
+               lengths: list[int] | Tensor | None = None, batch_seconds: float | None = None) -> Tensor | list[Tensor]:
+        """Encode a waveform, a batch of equal-length ones, or items of different lengths.
 
         Args:
             wav: (T,) or (C, T) one item (channels are averaged), or (B, C, T) a batch of equal-length items,
-                each pre-processed on its own (its own loudness gain).
+                each pre-processed on its own (its own loudness gain); or a list of items of any lengths.
             sample_rate: rate of ``wav`` in Hz (required: tensors carry no rate); it is resampled to the model's.
             preset: a name of :meth:`presets`, an alias (``700bps``) or stages (``"5x5:1,0.25"``).
             normalize: loudness-normalise to ``target_lufs`` (off: keep the level).
+            lengths: with a padded (B, C, T) batch, each item's length in samples at ``sample_rate``.
+            batch_seconds: for a list or ``lengths``: audio per forward (None: no limit).
 
         Returns:
             (B, K, S) int64 tokens on the CPU, B = 1 for one item, S = ⌈T' / hop⌉ with T' the resampled length.
+            For a list or ``lengths``: a list of (1, K, S_i), each exactly item i's own encode whatever its
+            neighbours (:mod:`taae.batching`: items of equal frame count share a forward).
         """
         if isinstance(wav, np.ndarray):
             wav = torch.from_numpy(wav)
+        if lengths is not None:
+            if not (isinstance(wav, Tensor) and wav.dim() == 3):
+                raise ValueError(f"lengths need a padded (B, C, T) batch, got shape {tuple(torch.as_tensor(wav).shape)}")
+            wav = batching.split_lengths(wav, lengths, "Codec.encode", "samples")
+        if isinstance(wav, (list, tuple)):
+            items = [self.preprocess(torch.as_tensor(w), sample_rate, normalize) for w in wav]  # each (1, T_i')
+            return batching.encode_items(self, items, self.resolve_preset(preset),
+                                         batching.max_frames_of(self, batch_seconds))
         if isinstance(wav, Tensor) and wav.dim() == 3:
             batch = torch.stack([self.preprocess(w, sample_rate, normalize) for w in wav])  # (B, 1, T')
         else:
@@ -264,8 +277,9 @@ class Codec:
                              self.hop_length, 1, self.chunk_frames, self.overlap_frames)
         return tokens.to("cpu", torch.int64)
 
-    def decode(self, tokens: Tensor | TokenFile, preset: str | None = None, num_samples: int | None = None,
-               keep_level: bool = False) -> Tensor:
+    def decode(self, tokens: Tensor | TokenFile | list[Tensor], preset: str | None = None,
+               num_samples: int | list[int] | None = None, keep_level: bool = False,
+               lengths: list[int] | Tensor | None = None, batch_seconds: float | None = None) -> Tensor | list[Tensor]:
         """Decode tokens to a waveform at :attr:`sample_rate`.
 
         Args:
@@ -276,12 +290,24 @@ class Codec:
             num_samples: crop to this many samples (the encoder's input length); default S · hop.
             keep_level: for a :class:`TokenFile`, return the coded level (``target_lufs``) instead of the
                 input's. Bare tensors carry no gain: they decode at the coded level.
+            lengths: with a padded (B, K, S) batch, each item's length in frames (``ValueError`` beyond S).
+            batch_seconds: for a list or ``lengths``: audio per forward (None: no limit).
 
         Returns:
-            (B, T) float32 on the CPU: (1, T) for one item, ready for ``taae.audio.save_audio``.
+            (B, T) float32 on the CPU: (1, T) for one item, ready for ``taae.audio.save_audio``. For a list of
+            (K, S_i) or ``lengths``: a list of (1, T_i), T_i = ``num_samples[i]`` (a list then) or S_i · hop.
         """
         if isinstance(tokens, TokenFile):
             return self.decode_file(tokens, keep_level=keep_level)
+        if lengths is not None:
+            tokens = batching.split_lengths(torch.as_tensor(tokens), lengths, "Codec.decode", "frames")
+        if isinstance(tokens, (list, tuple)):
+            items = [t[0] if t.dim() == 3 and t.shape[0] == 1 else t for t in map(torch.as_tensor, tokens)]
+            crops = list(num_samples) if num_samples is not None else [None] * len(items)
+            if len(crops) != len(items):
+                raise ValueError(f"Codec.decode: {len(crops)} num_samples for {len(items)} items")
+            return batching.decode_items(self, items, self.resolve_preset(preset), crops,
+                                         batching.max_frames_of(self, batch_seconds))
         name = self.resolve_preset(preset)
         tokens = torch.as_tensor(tokens)
         if not (tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool):
