@@ -82,3 +82,17 @@ def test_bad_lengths_are_one_line_errors(codec, wavs):
         codec.encode(wavs[0], 16000, lengths=[10])
     with pytest.raises(ValueError, match=r"num_samples\[0\]"):
         codec.decode([tokens[0]], "700bps", num_samples=[frames * codec.hop_length + 1])
+
+
+def test_items_not_proven_exact_are_encoded_alone(codec, wavs, monkeypatch):
+    """With a margin wider than any rounding cell no batched token is proven: every item takes the fallback."""
+    import taae.batching
+
+    monkeypatch.setattr(taae.batching, "EXACT_MARGIN", 1.0)
+    alone = []
+    monkeypatch.setattr(codec, "_encode", lambda w, p: alone.append(w.shape[0]) or type(codec)._encode(codec, w, p))
+    four = [wavs[3], *wavs[5:]]  # four items of 4 s: one group
+    batched = codec.encode(four, 16000, "700bps")
+    assert alone == [1, 1, 1, 1]
+    for wav, tokens in zip(four, batched):
+        assert torch.equal(tokens, codec.encode(wav, 16000, "700bps"))
