@@ -252,7 +252,8 @@ class Codec:
             wav = torch.from_numpy(wav)
         if lengths is not None:
             if not (isinstance(wav, Tensor) and wav.dim() == 3):
-                raise ValueError(f"lengths need a padded (B, C, T) batch, got shape {tuple(torch.as_tensor(wav).shape)}")
+                shape = tuple(torch.as_tensor(wav).shape)
+                raise ValueError(f"lengths need a padded (B, C, T) batch, got shape {shape}")
             wav = batching.split_lengths(wav, lengths, "Codec.encode", "samples")
         if isinstance(wav, (list, tuple)):
             items = [self.preprocess(torch.as_tensor(w), sample_rate, normalize) for w in wav]  # each (1, T_i')
