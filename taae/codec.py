@@ -112,6 +112,8 @@ class Codec:
              trust: bool = False, **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
+        A hub id ``org/name[@revision]`` that is no local path loads an export or stable-codec release from the
+        Hugging Face cache (:mod:`taae.hub`; ``HF_HUB_OFFLINE=1`` is honoured).
 
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
@@ -121,7 +123,11 @@ class Codec:
         """
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"checkpoint or export not found: {path}")
+            from taae import hub
+
+            if not hub.is_hub_id(str(path)):
+                raise FileNotFoundError(f"checkpoint or export not found: {path}")
+            path = hub.resolve(str(path))  # a snapshot in the Hugging Face cache
         from taae.interop import detect, load_official
 
         kind = None if (path.is_dir() and (path / CONFIG_NAME).is_file()) else detect(path)
