@@ -134,7 +134,8 @@ def cmd_info(args) -> int:
 
 def cmd_export(args) -> int:
     codec = _codec(args, use_ema=not args.no_ema)
-    print(f"exported {codec.weights} weights (hash {codec.model_hash}) to {codec.export(args.output)}")
+    folder = codec.export(args.output, args.training_config, args.evaluation)
+    print(f"exported {codec.weights} weights (hash {codec.model_hash}) and a model card to {folder}")
     return 0
 
 
@@ -199,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(normalisation to -20 LUFS measures the whole file first)")
     stream.add_argument("--subtype", default="PCM_16", help="as in decode (default: PCM_16)")
     add("info", "parameters, rates, hash and every preset's bitrate", cmd_info)
-    export = add("export", "write config.json + model.safetensors", cmd_export)
+    export = add("export", "write config.json + model.safetensors + a model card (README.md)", cmd_export)
     export.add_argument("output", help="output folder")
+    export.add_argument("--training-config", help="the training YAML, summarised in the model card")
+    export.add_argument("--evaluation", help="evaluate.py's report.md, the model card's evaluation table")
     export.add_argument("--no-ema", action="store_true", help="export the raw generator weights, not the EMA")
     help = "released official weights (stable-codec folder or files, DAC .pth) → a taae export folder"
     imp = sub.add_parser("import", help=help, description=help)

@@ -156,12 +156,21 @@ class Codec:
                 codec.add_preset(name, [tuple(s) for s in preset["stages"]], allow_lossy=preset["allow_lossy"])
         return codec
 
-    def export(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` (generator spec, rates, hash, version) and ``model.safetensors``.
+    def export(self, folder: str | os.PathLike, training_config: str | os.PathLike | None = None,
+               evaluation: str | os.PathLike | None = None) -> Path:
+        """Write ``config.json`` (generator spec, rates, hash, version), ``model.safetensors`` and the model card
+        ``README.md`` (:mod:`taae.model_card`: presets, rates, parameters, architecture, and a summary of
+        ``training_config`` (a YAML) and ``evaluation`` (``evaluate.py``'s ``report.md``) when given).
 
         The spec is taken from the model's config when it has one, so user presets (kept in the config) travel.
         """
-        return write_export(folder, self.model, model_spec(self.model) or self.spec, self.weights, self.model_hash)
+        from taae.atomic import write_text
+        from taae.model_card import CARD_NAME, model_card
+
+        card = model_card(self, training_config, evaluation)  # first: a bad input writes nothing
+        folder = write_export(folder, self.model, model_spec(self.model) or self.spec, self.weights, self.model_hash)
+        write_text(Path(folder) / CARD_NAME, card)
+        return folder
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
