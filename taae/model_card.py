@@ -72,7 +72,8 @@ def model_card(codec, training_config: str | os.PathLike | None = None,
              f"| weights | {codec.weights} |",
              f"| model hash | `{codec.model_hash}` |", "",
              "## Presets", "",
-             "| preset | alias | tokens/frame | vocab | bits/frame | bps | exact bps |", "|---|---|---|---|---|---|---|"]
+             "| preset | alias | tokens/frame | vocab | bits/frame | bps | exact bps |",
+             "|---|---|---|---|---|---|---|"]
     aliases = {v: k for k, v in codec.aliases().items()}
     for preset, spec in codec.presets().items():
         if preset in codec.aliases():
