@@ -109,7 +109,7 @@ class Codec:
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
-             trust: bool = False, **kwargs) -> Codec:
+             trust: bool = False, runtime: str = "torch", **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
         A hub id ``org/name[@revision]`` that is no local path loads an export or stable-codec release from the
@@ -119,8 +119,11 @@ class Codec:
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
         missing, unexpected or mis-shaped key raises ``ValueError`` listing them. A checkpoint that holds pickled
         objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``) unless ``trust``;
-        a class path off the allow-list is always refused. ``kwargs`` go to ``Codec``.
+        a class path off the allow-list is always refused. ``kwargs`` go to ``Codec``. ``runtime="onnx"`` runs
+        an export's ``onnx/`` folder (``taae export --onnx``) in ONNX Runtime (:meth:`use_onnx`).
         """
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
         path = Path(path)
         if not path.exists():
             from taae import hub
@@ -128,6 +131,16 @@ class Codec:
             if not hub.is_hub_id(str(path)):
                 raise FileNotFoundError(f"checkpoint or export not found: {path}")
             path = hub.resolve(str(path))  # a snapshot in the Hugging Face cache
+        codec = cls._load_path(path, device, use_ema, trust, **kwargs)
+        if runtime == "onnx":
+            if not (path.is_dir() and (path / CONFIG_NAME).is_file()):
+                raise ValueError(f"runtime='onnx' needs an export folder with an onnx/ folder (taae export --onnx), "
+                                 f"got {path}")
+            codec.use_onnx(path / "onnx")
+        return codec
+
+    @classmethod
+    def _load_path(cls, path: Path, device, use_ema: bool, trust: bool, **kwargs) -> Codec:
         from taae.interop import detect, load_official
 
         kind = None if (path.is_dir() and (path / CONFIG_NAME).is_file()) else detect(path)
@@ -157,10 +170,11 @@ class Codec:
         return codec
 
     def export(self, folder: str | os.PathLike, training_config: str | os.PathLike | None = None,
-               evaluation: str | os.PathLike | None = None) -> Path:
+               evaluation: str | os.PathLike | None = None, onnx: bool = False) -> Path:
         """Write ``config.json`` (generator spec, rates, hash, version), ``model.safetensors`` and the model card
         ``README.md`` (:mod:`taae.model_card`: presets, rates, parameters, architecture, and a summary of
-        ``training_config`` (a YAML) and ``evaluation`` (``evaluate.py``'s ``report.md``) when given).
+        ``training_config`` (a YAML) and ``evaluation`` (``evaluate.py``'s ``report.md``) when given); with
+        ``onnx``, also ``onnx/`` (:mod:`taae.onnx_runtime`: the encoder and decoder for ONNX Runtime).
 
         The spec is taken from the model's config when it has one, so user presets (kept in the config) travel.
         """
@@ -170,7 +184,23 @@ class Codec:
         card = model_card(self, training_config, evaluation)  # first: a bad input writes nothing
         folder = write_export(folder, self.model, model_spec(self.model) or self.spec, self.weights, self.model_hash)
         write_text(Path(folder) / CARD_NAME, card)
+        if onnx:
+            from taae.onnx_runtime import export_onnx
+
+            export_onnx(self.model, self.model_hash, Path(folder) / "onnx")
         return folder
+
+    def use_onnx(self, folder: str | os.PathLike) -> Codec:
+        """Run the encoder and decoder from ``folder`` (``taae export --onnx``'s ``onnx/``) in ONNX Runtime, on the
+        CPU (CUDA when onnxruntime has it and the codec is on a GPU); the token math stays this codec's. A folder
+        exported from other weights or another format version is refused in one line."""
+        from taae.onnx_runtime import OnnxRunner
+
+        if self.inference.precision != "fp32":
+            raise ValueError(f"runtime 'onnx' runs fp32; got precision={self.inference.precision!r}")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda" else None
+        self._runner = OnnxRunner(self.model, self.model_hash, folder, providers)
+        return self
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
@@ -226,7 +256,7 @@ class Codec:
         if isinstance(stages, str):
             stages = parse_stages(stages)
         spec = self.model.add_preset(name, stages, allow_lossy=allow_lossy)
-        if self._runner is not self.model:  # a reduced-precision copy needs the preset too
+        if self._runner is not self.model and isinstance(self._runner, nn.Module):  # an int8 copy needs it too
             self._runner.add_preset(name, stages, allow_lossy=allow_lossy)
         return spec
 
