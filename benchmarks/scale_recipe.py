@@ -7,7 +7,7 @@
 Every variant is a ladder recipe (``configs/taae/recipe.yaml`` or ``configs/rvqgan/recipe.yaml``, the files every
 GPU rung composes) at the smallest CPU ladder rung (``configs/*/ladder/cpu/0.6m.yaml``), on the demo speech with
 the CPU ladder's shared data settings (``configs/ladder/cpu_common.yaml``), plus a few overrides (the TAAE variants
-all take the CPU rungs' smaller STFT discriminator, ``CPU_D``). The discriminator
+all take the CPU rungs' smaller STFT discriminator and mel scales, ``CPU_D``). The discriminator
 runs from the first step, as in the recipes; only the adversarial warm-up is shortened (``--warmup``, the same for
 every variant) so that the adversarial terms act within a CPU budget. All variants train for the same number of
 batches (equal steps, not equal time: the question is which loss mix codes the waveform, not which is cheapest),
@@ -44,10 +44,14 @@ BALANCER = {"class_path": "taae.training.balancer.GradientBalancer",
 # Each weight is the term's share of the gradient at the generator's output (the quickstart's shares, tiny.yaml).
 BALANCED = {"balancer": BALANCER, "waveform_decay": 1.0,
             "loss_weights": {"mel": 0.7, "waveform": 0.3, "adv_gen": 0.1, "adv_feat": 0.2}}
-# The CPU rungs' discriminator (configs/taae/tiny.yaml): the recipe's five 32-filter STFT scales cost ~4x more
-# per adversarial batch on a CPU; every TAAE variant gets the same one, so only the loss mix differs.
+# The CPU rungs' discriminator and mel scales (configs/taae/tiny.yaml): the recipe's five 32-filter STFT scales
+# cost ~4x more per adversarial batch on a CPU, and its 32-sample mel scale half the mel loss's time. Every TAAE
+# variant gets the same ones, so only the loss mix differs.
 CPU_D = {"discriminator": {"class_path": "taae.models.discriminators.ComplexSTFTDiscriminator",
-                           "init_args": {"fft_sizes": [1024, 633, 391], "filters": 8}}}
+                           "init_args": {"fft_sizes": [1024, 633, 391], "filters": 8}},
+         "mel_loss": {"class_path": "taae.losses.MultiScaleMelLoss",
+                      "init_args": {"window_lengths": [64, 128, 256, 512, 1024, 2048],
+                                    "n_mels": [10, 20, 40, 80, 160, 320]}}}
 VARIANTS: dict[str, tuple[list[str], dict]] = {
     "recipe": (TAAE, CPU_D),                                   # 15·mel + decaying L1, unbalanced (today's file)
     "balanced": (TAAE, {**CPU_D, **BALANCED}),

@@ -27,7 +27,7 @@ import yaml
 
 from taae.models import _merge
 from taae.models.base import count_parameters
-from taae.safety import instantiate, optimizer_factory
+from taae.safety import TRAINING_PARTS, instantiate, optimizer_factory
 
 
 class _Timer(L.Callback):
@@ -85,7 +85,7 @@ def main() -> None:
             init[key] = optimizer_factory(spec, f"model.init_args.{key}")
     for key, value in init.items():  # generator, discriminator, losses, balancer: each {class_path, init_args}
         if isinstance(value, dict) and "class_path" in value:
-            init[key] = instantiate(value, f"model.init_args.{key}")
+            init[key] = instantiate(value, f"model.init_args.{key}", registry=TRAINING_PARTS)
     init["num_audio_samples"] = 0
     from taae.training import CodecModule
 

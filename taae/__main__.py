@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from taae.atomic import check_not_input
 from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
 
 TOKEN_SUFFIXES = (".npz",)
@@ -35,7 +37,9 @@ def find_jobs(source: str, dest: str, suffixes: tuple[str, ...],
     path, out_suffix = Path(source), out_suffixes[0]
     if path.is_file():
         out = Path(dest)
-        return [(path, out if out.suffix.lower() in out_suffixes else out / (path.stem + out_suffix))]
+        out = out if out.suffix.lower() in out_suffixes else out / (path.stem + out_suffix)
+        check_not_input(out, [path])
+        return [(path, out)]
     if path.is_dir():
         root, files = path, sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     elif glob.has_magic(source):
@@ -52,6 +56,7 @@ def find_jobs(source: str, dest: str, suffixes: tuple[str, ...],
     jobs = [(f, Path(dest) / f.relative_to(root).with_suffix(out_suffix)) for f in files]
     seen: dict[Path, Path] = {}
     for src, out in jobs:
+        check_not_input(out, [src])
         if out in seen:
             raise ValueError(f"{seen[out]} and {src} would both write {out}")
         seen[out] = src
@@ -87,6 +92,9 @@ def _codec(args, use_ema: bool = True):
 
     kwargs = {}
     if getattr(args, "chunk_seconds", None) is not None:
+        if not (math.isfinite(args.chunk_seconds) and args.chunk_seconds >= 0):  # NaN and -1 used to mean "never"
+            raise ValueError(f"--chunk-seconds must be a length in seconds, or 0 to never chunk; got "
+                             f"{args.chunk_seconds}")
         kwargs["chunk_seconds"] = args.chunk_seconds if args.chunk_seconds > 0 else None
     if getattr(args, "overlap_frames", None) is not None:
         kwargs["overlap_frames"] = args.overlap_frames

@@ -7,11 +7,16 @@ the rename itself survives a crash. Any failure removes the temporary file and l
 byte-identical; an ``OSError`` is re-raised naming the file and the cause in words ("no space left on device").
 
 New files get the mode ``open()`` would give them (0666 minus the umask), not ``mkstemp``'s 0600; a replaced file
-keeps its mode.
+keeps its mode. A target that ``open(path, "w")`` would refuse (a write-protected file for a non-root user, a
+folder) is refused the same way, although ``os.replace`` needs only the folder's permission.
+
+:func:`check_not_input` is the same-file check every command runs before it writes: no command writes over its own
+input (resolved paths, symbolic and hard links).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -20,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "fsync_dir", "write_bytes", "write_error", "write_many", "write_text",
-           "write_with"]
+__all__ = ["TEMP_SUFFIX", "atomic_write", "check_not_input", "fsync_dir", "new_file_mode", "same_file", "write_bytes",
+           "write_error", "write_many", "write_text", "write_with"]
 
 TEMP_SUFFIX = ".tmp"
 """Temporary files are ``.<name>.<random>.tmp`` next to their target."""
@@ -35,6 +40,11 @@ def write_error(path: str | os.PathLike, err: OSError) -> OSError:
     return new
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 minus the umask (``mkstemp`` gives 0600)."""
+    return _new_file_mode()
+
+
 def _new_file_mode() -> int:
     try:  # Linux reports the umask without changing it
         with open("/proc/self/status") as f:
@@ -45,8 +55,38 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same inode (hard or symbolic links), or the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one does not exist (yet): compare where the paths lead
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_not_input(output: str | os.PathLike, inputs, what: str = "output") -> None:
+    """Refuse to write ``output`` when it is one of ``inputs`` (see :func:`same_file`): writing would destroy it.
+
+    Raises:
+        ValueError: one line naming both paths.
+    """
+    for source in inputs:
+        if source is not None and same_file(output, source):
+            raise ValueError(f"{what} {output} is the input {source} (same file); writing it would destroy the "
+                             "input: choose another output")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse what ``open(path, "w")`` would refuse, before anything is staged."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    effective = os.access in os.supports_effective_ids  # checks as the user writes (euid), not the real uid
+    if path.exists() and not os.access(path, os.W_OK, effective_ids=effective):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+
 def _open_temp(path: Path, mode: str, encoding: str | None, newline: str | None) -> tuple[Path, IO[Any]]:
     try:
+        _check_writable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as err:

@@ -84,7 +84,7 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     if path.is_dir():
         raise AudioError(f"cannot read audio file {path}: it is a directory")
     try:
-        _check_complete(path, sf.info(str(path)))
+        check_complete(path, sf.info(str(path)))
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         if isinstance(e, AudioError):
@@ -95,8 +95,12 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
 
 
-def _check_complete(path: Path, info) -> None:
-    """Refuse a file whose header declares more audio than it holds (libsndfile logs "data : N (should be M)")."""
+def check_complete(path: Path, info) -> None:
+    """Refuse a file whose header declares more audio than it holds (libsndfile logs "data : N (should be M)").
+
+    ``info`` is ``soundfile.info(path)``. Every reader of audio files runs it (``taae encode``, training data,
+    ``taae prepare``), so a truncated file is refused the same way everywhere.
+    """
     match = _CHUNK_SIZE.search(info.extra_info or "")
     if match is None:
         return

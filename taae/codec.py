@@ -13,7 +13,7 @@ processed in overlapping chunks with bounded memory; see :func:`taae.chunking.ch
 :mod:`taae.export`.
 
 Loading runs no code from the file: a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``
-(``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from allow-listed classes only
+(``trust=True`` unpickles fully, for checkpoints you trust) and generators are built from registered codec models only
 (:mod:`taae.safety`). An export (``config.json`` + ``model.safetensors``) never unpickles.
 
 Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
@@ -37,6 +37,7 @@ from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
 from taae.export import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    build_generator,
     load_strict,
     model_spec,
     read_checkpoint,
@@ -45,11 +46,10 @@ from taae.export import (
     write_export,
 )
 from taae.inference import InferenceOptions, prepare
-from taae.models.base import CODEC_METHODS, count_parameters, num_frames
+from taae.models.base import count_parameters, num_frames
 from taae.models.interface import SupportsUserPresets, check_codec_model
 from taae.quantizers.residual_fsq import PRESET_ALIASES
 from taae.quantizers.token_spec import TokenSpec
-from taae.safety import instantiate
 from taae.stages import STAGES_PATTERN as _STAGES
 from taae.stages import parse_stages as parse_stages  # re-exported: callers import it from taae.codec
 from taae.tokens import TokenFile
@@ -57,7 +57,11 @@ from taae.tokens import TokenFile
 # -- helpers ---------------------------------------------------------------------------------------------------
 
 def _device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:  # torch's message lists every device type it knows, over lines
+        raise ValueError(f"device {str(device)!r} is not a device torch knows; use cpu, cuda, cuda:N or mps") \
+            from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -109,7 +113,7 @@ class Codec:
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
-             trust: bool = False, runtime: str = "torch", **kwargs) -> Codec:
+             trust: bool = False, trust_hint: str | None = None, runtime: str = "torch", **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
         A hub id ``org/name[@revision]`` that is no local path loads an export or stable-codec release from the
@@ -118,9 +122,10 @@ class Codec:
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
         missing, unexpected or mis-shaped key raises ``ValueError`` listing them. A checkpoint that holds pickled
-        objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``) unless ``trust``;
-        a class path off the allow-list is always refused. ``kwargs`` go to ``Codec``. ``runtime="onnx"`` runs
-        an export's ``onnx/`` folder (``taae export --onnx``) in ONNX Runtime (:meth:`use_onnx`).
+        objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``, whose message ends
+        with ``trust_hint``: how the caller's user turns trust on) unless ``trust``; a class path off the registry
+        is always refused. ``kwargs`` go to ``Codec``. ``runtime="onnx"`` runs an export's ``onnx/`` folder
+        (``taae export --onnx``) in ONNX Runtime (:meth:`use_onnx`).
         """
         if runtime not in ("torch", "onnx"):
             raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
@@ -131,7 +136,7 @@ class Codec:
             if not hub.is_hub_id(str(path)):
                 raise FileNotFoundError(f"checkpoint or export not found: {path}")
             path = hub.resolve(str(path))  # a snapshot in the Hugging Face cache
-        codec = cls._load_path(path, device, use_ema, trust, **kwargs)
+        codec = cls._load_path(path, device, use_ema, trust, trust_hint, **kwargs)
         if runtime == "onnx":
             if not (path.is_dir() and (path / CONFIG_NAME).is_file()):
                 raise ValueError(f"runtime='onnx' needs an export folder with an onnx/ folder (taae export --onnx), "
@@ -140,7 +145,8 @@ class Codec:
         return codec
 
     @classmethod
-    def _load_path(cls, path: Path, device, use_ema: bool, trust: bool, **kwargs) -> Codec:
+    def _load_path(cls, path: Path, device, use_ema: bool, trust: bool, trust_hint: str | None,
+                   **kwargs) -> Codec:
         from taae.interop import detect, load_official
 
         kind = None if (path.is_dir() and (path / CONFIG_NAME).is_file()) else detect(path)
@@ -150,8 +156,9 @@ class Codec:
             return cls(model, device=device, weights=f"{kind} official", **kwargs)
         if path.is_dir() or path.name == CONFIG_NAME:
             return cls._load_export(path if path.is_dir() else path.parent, device, **kwargs)
-        spec, state, which = read_checkpoint(path, use_ema, trust=trust)
-        model = instantiate(spec, f"{path}: taae.generator", requires=CODEC_METHODS)
+        spec, state, which = read_checkpoint(path, use_ema, trust=trust, trust_hint=trust_hint)
+        model = build_generator(spec, f"{path}: taae.generator",
+                                sum(t.numel() * t.element_size() for t in state.values()), f"its {which} weights")
         load_strict(model, state, f"{path} ({which} weights)")
         return cls(model, device=device, spec=spec, weights=which, **kwargs)
 

@@ -4,7 +4,7 @@ An export is a folder with ``config.json`` (generator spec with its user presets
 ``model.safetensors``; it executes no code when loaded. A Lightning ``.ckpt`` is read with
 ``torch.load(weights_only=True)`` (:func:`taae.safety.load_checkpoint`; ``trust=True`` unpickles fully). Both carry
 the generator's ``{class_path, init_args: {config}}`` spec, so loading never needs the YAML; it is built from
-allow-listed classes only (:func:`taae.safety.instantiate`). Both load strictly, reporting every missing,
+registered codec model classes only (:func:`taae.safety.instantiate`). Both load strictly, reporting every missing,
 unexpected or mis-shaped key (§9 item 8). :class:`taae.codec.Codec` loads and exports through these functions.
 
 Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
@@ -20,18 +20,23 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from taae import __version__
 from taae.atomic import write_many
 from taae.models import model_spec
 from taae.models.base import CODEC_METHODS
-from taae.safety import instantiate, load_checkpoint
+from taae.safety import ModelTooLarge, instantiate, load_checkpoint
 
 __all__ = [
     "CONFIG_NAME",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "WEIGHTS_NAME",
+    "build_generator",
     "load_strict",
     "model_spec",
     "read_checkpoint",
@@ -45,6 +50,9 @@ EXPORT_VERSION = 2
 """2: user presets live in the generator's config (``init_args.config.presets``); 1 kept them in ``presets``."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+SIZE_SLACK = 2
+"""A config may name a model at most this many times larger than the weights its file holds (:func:`build_generator`):
+memory allocated for a bad file stays within a small multiple of the file's own size."""
 
 
 def weights_hash(state_dict: dict[str, Tensor]) -> str:
@@ -75,17 +83,54 @@ def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None
     model.load_state_dict(state, strict=True)
 
 
-def read_checkpoint(path: Path, use_ema: bool, trust: bool = False) -> tuple[dict[str, Any], dict[str, Tensor], str]:
+def build_generator(spec: Any, where: str, available_bytes: int, source: str) -> nn.Module:
+    """The codec model ``spec`` names, built only if its weights fit in what the file holds.
+
+    The model is first built on the ``meta`` device (shapes, no memory), so a config naming a huge model is refused
+    before anything is allocated: a file cannot hold fewer bytes than the weights it claims to carry. A model up to
+    :data:`SIZE_SLACK` times the file (plus 16 MB) is built, so that a near miss is reported key by key by
+    :func:`load_strict` instead.
+    """
+    limit = SIZE_SLACK * available_bytes + (16 << 20)
+    registered = 0
+
+    def count(module, name, tensor):  # stops a deep model's meta build early, not after a million layers
+        nonlocal registered
+        if tensor is not None:
+            registered += tensor.numel() * tensor.element_size()
+            if registered > limit:
+                raise ModelTooLarge(f"{where} names a model with more than {registered / 1e6:.1f} MB of weights but "
+                                    f"{source} holds only {available_bytes / 1e6:.1f} MB; refused before allocating it")
+
+    hooks = [register_module_parameter_registration_hook(count), register_module_buffer_registration_hook(count)]
+    try:
+        with torch.device("meta"):
+            probe = instantiate(spec, where, requires=CODEC_METHODS)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    del probe
+    if needed > limit:
+        raise ModelTooLarge(f"{where} names a model with {needed / 1e6:.1f} MB of weights but {source} holds only "
+                            f"{available_bytes / 1e6:.1f} MB; refused before allocating it")
+    return instantiate(spec, where, requires=CODEC_METHODS)
+
+
+def read_checkpoint(path: Path, use_ema: bool, trust: bool = False,
+                    trust_hint: str | None = None) -> tuple[dict[str, Any], dict[str, Tensor], str]:
     """(generator spec, generator state dict, "ema" | "generator") from a Lightning checkpoint.
 
     Loaded with ``weights_only=True`` unless ``trust`` (see :func:`taae.safety.load_checkpoint`).
     """
-    ckpt = load_checkpoint(path, trust=trust)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "generator" not in ckpt.get("taae", {}):
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+    ckpt = load_checkpoint(path, trust=trust) if trust_hint is None else \
+        load_checkpoint(path, trust=trust, trust_hint=trust_hint)
+    if (not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict)
+            or not isinstance(ckpt.get("taae"), dict) or "generator" not in ckpt["taae"]):
+        keys = sorted(map(str, ckpt))[:12] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a taae training checkpoint: expected 'state_dict' and 'taae' "
                          f"(with 'generator') entries, found {keys}")
-    state = ckpt["state_dict"]
+    state = {k: v for k, v in ckpt["state_dict"].items() if isinstance(k, str) and isinstance(v, Tensor)}
     has_ema = any(k.startswith("ema.model.") for k in state)
     which = "ema" if use_ema and has_ema else "generator"
     prefix = "ema.model." if which == "ema" else "generator."
@@ -98,6 +143,7 @@ def read_checkpoint(path: Path, use_ema: bool, trust: bool = False) -> tuple[dic
 def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
     """(``config.json`` contents, generator with the export's weights) of an export folder; checks format, version
     and keys, not the hash (the caller compares ``config["model_hash"]`` with the loaded model's)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -119,7 +165,13 @@ def read_export(folder: Path) -> tuple[dict[str, Any], nn.Module]:
     for key in ("generator", "model_hash"):
         if key not in config:
             raise ValueError(f"{config_path}: missing key {key!r}")
-    model = instantiate(config["generator"], f"{config_path}: generator", requires=CODEC_METHODS)
+    try:
+        with safe_open(str(weights_path), "pt") as f:  # the header only: a corrupt file is named as such first
+            f.keys()
+    except Exception as err:  # noqa: BLE001 -- safetensors raises its own SafetensorError (and OSError)
+        raise ValueError(f"{weights_path} is not a readable safetensors file: {err}") from err
+    model = build_generator(config["generator"], f"{config_path}: generator", weights_path.stat().st_size,
+                            str(weights_path))
     try:
         weights = load_file(str(weights_path))
     except Exception as err:  # noqa: BLE001 -- safetensors raises its own SafetensorError (and OSError)

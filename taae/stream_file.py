@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from taae import audio
+from taae.atomic import check_not_input
 from taae.streaming import StreamingSession, algorithmic_latency
 from taae.tokens import TokenFile
 
@@ -83,7 +84,8 @@ def chunk_frames_for(chunk_ms: float, hop_length: int, sample_rate: int) -> int:
     """Frames per chunk for ``chunk_ms``; ValueError unless it is a positive whole number of frames."""
     frame_ms = 1000.0 * hop_length / sample_rate
     frames = chunk_ms / frame_ms
-    if not chunk_ms > 0 or not math.isclose(frames, round(frames), abs_tol=1e-6) or round(frames) < 1:
+    if not (chunk_ms > 0 and math.isfinite(chunk_ms)) or not math.isclose(frames, round(frames), abs_tol=1e-6) \
+            or round(frames) < 1:
         raise ValueError(f"--chunk-ms {chunk_ms:g} is not a whole number of {frame_ms:g} ms frames "
                          f"(hop {hop_length} samples at {sample_rate} Hz); use e.g. {frame_ms:g} or {2 * frame_ms:g}")
     return round(frames)
@@ -126,6 +128,10 @@ def stream_file(codec, source: str | os.PathLike, output: str | os.PathLike, chu
     whole file first, which a live stream cannot (``normalize=False`` keeps the level, as a live link would).
     ``tokens_path`` also writes the tokens as a :class:`taae.tokens.TokenFile` that ``taae decode`` reads.
     """
+    check_not_input(output, [source])
+    if tokens_path is not None:
+        check_not_input(tokens_path, [source], "--tokens")
+        check_not_input(tokens_path, [output], "--tokens")
     wav, rate = audio.load_audio(source)
     x, gain_db = codec.preprocess_with_gain(wav, rate, normalize, source=str(source))  # (1, T)
     chunk_frames = chunk_frames_for(chunk_ms, codec.hop_length, codec.sample_rate)

@@ -5,8 +5,9 @@ Shape legend: B batch (streams), T samples, n frames in a chunk, K tokens per fr
 The offline forward of a causal TAAE (``TAAEConfig.causal``, §9 item 13) is the reference: streaming a signal in
 chunks of any whole number of frames gives the same tokens and the same audio (to float rounding) as encoding and
 decoding it whole. Only a latent within float rounding of a quantiser boundary can round the other way: about 0.35
-token digits per hour of audio on CPU (``benchmarks/streaming_tokens.py``; README, "Streaming"). Each layer streams with a state of its own, kept beside it (:mod:`taae.nn.causal_conv`: input
-tails and transposed-conv overlap tails; :mod:`taae.nn.kv_cache`: a KV cache of ``left`` keys at absolute RoPE
+token digits per hour of audio on CPU (``benchmarks/streaming_tokens.py``; README, "Streaming"). Each layer
+streams with a state of its own, kept beside it (:mod:`taae.nn.causal_conv`: input tails and transposed-conv overlap
+tails; :mod:`taae.nn.kv_cache`: a KV cache of ``left`` keys at absolute RoPE
 positions). The model itself holds no state, so offline calls in the middle of a stream are unaffected.
 
 One implementation, two forms:

@@ -48,6 +48,10 @@ FORMAT_VERSION = 2
 _FIELDS = ("format", "version", "tokens", "preset", "vocab_sizes", "sample_rate", "frame_rate", "num_samples",
            "model_hash")
 _FIELDS_SINCE = {"gain_db": 2}
+MAX_TOKENS_BYTES = 1 << 30
+"""Largest ``tokens`` array :meth:`TokenFile.load` reads (1 GiB: about 44 hours of 8 int64 codebooks at 25 Hz)."""
+MAX_FIELD_BYTES = 1 << 16
+"""Largest other field (strings, scalars, the vocabulary sizes)."""
 """Fields added by a later version: required from that version on."""
 
 
@@ -167,9 +171,8 @@ class TokenFile:
         if not path.is_file():
             raise FileNotFoundError(f"token file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            arrays = _read_fields(path, (*_FIELDS, *_FIELDS_SINCE))
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
             raise ValueError(f"{path} is not a taae token file (.npz): {err}") from err
         missing = [key for key in _FIELDS if key not in arrays]
         if missing:
@@ -200,3 +203,30 @@ class TokenFile:
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: invalid token file: {err}") from err
+
+
+def _read_fields(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The ``names`` members of an ``.npz``, each read only after its header's size is checked against its limit
+    and against what the zip entry declares; other members are never decompressed (a zip bomb stays unread)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist() if name.endswith(".npy")}
+        for key in names:
+            if key not in members:
+                continue
+            info = archive.getinfo(members[key])
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+            if dtype.hasobject:
+                raise ValueError(f"member {key!r} holds Python objects")
+            nbytes = math.prod(int(n) for n in shape) * dtype.itemsize
+            limit = MAX_TOKENS_BYTES if key == "tokens" else MAX_FIELD_BYTES
+            if nbytes > limit or nbytes > info.file_size:
+                raise ValueError(f"member {key!r} claims a {tuple(shape)} {dtype} array ({nbytes:,} bytes), more "
+                                 f"than {'its zip entry holds' if nbytes <= limit else f'the limit of {limit:,}'}")
+            with archive.open(info) as f:
+                arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+    return arrays

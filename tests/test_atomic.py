@@ -188,3 +188,35 @@ def test_a_path_writer_replaces_the_file_or_leaves_it_as_it_was(tmp_path):
     assert target.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
     write_with(target, lambda tmp: tmp.write_bytes(b"new figure"))
     assert target.read_bytes() == b"new figure" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+
+
+def test_a_write_protected_file_is_refused_like_open_would(tmp_path):
+    # Bug on main: os.replace needs only the folder's permission, so a 0444 file was replaced for a non-root user.
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="taae-0444-"))  # reachable by an unprivileged user (tmp_path is 0700)
+    try:
+        folder.chmod(0o777)
+        target = folder / "kept.txt"
+        target.write_text("old")
+        target.chmod(0o444)
+        if os.geteuid() == 0:  # root may write anything, as open() lets it: check as an unprivileged user
+            pid = os.fork()
+            if pid == 0:
+                status = 1
+                try:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    write_text(target, "new")
+                except PermissionError as err:
+                    status = 0 if str(err) == f"cannot write {target}: permission denied" else 3
+                except BaseException:
+                    status = 2
+                os._exit(status)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        else:
+            with pytest.raises(PermissionError, match=f"cannot write {target}: permission denied"):
+                write_text(target, "new")
+        assert target.read_text() == "old" and [p.name for p in folder.iterdir()] == ["kept.txt"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

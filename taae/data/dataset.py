@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS, AudioError, normalize_loudness, preprocess
+from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS, AudioError, check_complete, normalize_loudness, preprocess
 from taae.data.position import Intervals, Segment, cut, length
 
 PROBE_FRAMES = 1024
@@ -106,6 +106,7 @@ def check_file(path: Path) -> AudioFile:
         info = sf.info(str(path))
         if info.frames <= 0:
             raise AudioError(f"{path}: empty (0 frames)")
+        check_complete(path, info)  # libsndfile opens a truncated WAV as a shorter valid one
         with sf.SoundFile(str(path)) as f:
             for start in (0, max(0, info.frames - PROBE_FRAMES)):
                 f.seek(start)

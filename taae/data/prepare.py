@@ -6,9 +6,14 @@ that list minus the unusable ones, which are reported and skipped. The kept file
 order as the folder module's, which is what makes the two modules' batches comparable.
 
 Each shard is written by one worker into a temp folder inside OUT, then moved into place: the recording tar
-first, the cuts manifest last. A shard whose cuts manifest exists is complete and is never rewritten; a re-run
-after a kill writes only the missing shards (and removes the dead run's temp folders). OUT holds nothing but
-the shards, because lhotse's ``CutSet.from_shar(in_dir=OUT)`` reads every file of the folder as a field.
+first, the cuts manifest last. A shard whose cuts manifest exists is complete and is never rewritten. A re-run is
+exact or refuses: it reads every complete shard, stops with one line if one holds a cut that is not among the
+input's files, writes the planned shards a killed run left out, and adds every other readable input file that no
+shard holds (files added to the input, another ``--shard-size``) as new shards numbered after the last one.
+"Skipped" always means unreadable (checked in this run), never "not looked at". Only this module's own temp
+folders (``.tmp-NNNNNN-PID`` holding shard files) are removed; other ``.tmp-*`` entries are left alone. OUT
+otherwise holds nothing but the shards, because lhotse's ``CutSet.from_shar(in_dir=OUT)`` reads every file of the
+folder as a field.
 
 Cut ids are the files' paths relative to the input folder (or to the manifest's common folder), without suffix.
 Audio is stored as FLAC by default: lossless for 8/16/24-bit PCM sources.
@@ -20,6 +25,7 @@ import gzip
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -28,12 +34,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from taae.atomic import check_not_input
 from taae.audio import AUDIO_SUFFIXES, AudioError
 from taae.data.dataset import check_file, find_audio_files
 from taae.jobs.files import fsync_replace
 
 AUDIO_FORMATS = ("flac", "wav")
 TEMP_PREFIX = ".tmp-"
+_OWN_TEMP = re.compile(r"\.tmp-\d{6}-\d+")
+_SHARD_NAME = re.compile(r"(?:cuts|recording)\.(\d{6})\.(?:jsonl\.gz|tar)")
+_TEMP_CONTENTS = {"cuts.jsonl.gz", "recording.tar"}
 
 
 @dataclass
@@ -44,13 +54,16 @@ class PrepareReport:
     shards: int = 0
     written: int = 0
     already_complete: int = 0
+    added: int = 0
+    """New shards for input files that no existing shard holds (a re-run over a grown input, another shard size)."""
     cuts: int = 0
     seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
+        added = f", {self.added} added for files no shard held" if self.added else ""
         return (f"{self.out}: {self.shards} shards ({self.written} written, {self.already_complete} already "
-                f"complete), {self.cuts} cuts, {self.seconds / 3600:.3f} h; {len(self.skipped)} files skipped")
+                f"complete{added}), {self.cuts} cuts, {self.seconds / 3600:.3f} h; {len(self.skipped)} files skipped")
 
 
 def cut_ids(files: list[Path], source: Path) -> list[str]:
@@ -78,8 +91,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, shard_size: int =
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
-        ValueError: a bad argument, no audio in ``source``, or an existing shard in ``out`` that holds other files
-            than this input assigns to it (another input or another ``shard_size``: use a new ``out``).
+        ValueError: a bad argument, no audio in ``source``, or an existing shard in ``out`` that holds a cut that is
+            not among the input's files (another input: use a new ``out``).
     """
     if not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"--shard-size must be a positive integer, got {shard_size!r}")
@@ -88,23 +101,49 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, shard_size: int =
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"--format must be one of {list(AUDIO_FORMATS)}, got {audio_format!r}")
     source, out = Path(source), Path(out)
+    check_not_input(out, [source], "OUT")
     files = find_audio_files(source)
     if not files:
         raise ValueError(f"{source}: no audio files ({'/'.join(AUDIO_SUFFIXES)})")
     ids = cut_ids(files, source)
     plan = [list(zip(files[i:i + shard_size], ids[i:i + shard_size])) for i in range(0, len(files), shard_size)]
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"{TEMP_PREFIX}*"):  # a killed run's half-written shards
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_own_temp_folders(out)
 
     report = PrepareReport(str(out), shards=len(plan))
-    pending = []
-    for number, members in enumerate(plan):
-        cuts_path, recording_path = shard_names(out, number)
-        if cuts_path.exists() and recording_path.exists():
-            _account_complete(report, cuts_path, members)
-        else:
-            pending.append((number, members, str(out), audio_format))
+    existing = _complete_shards(out)
+    known = set(ids)
+    for number, present in sorted(existing.items()):
+        strangers = sorted(set(present) - known)
+        if strangers:
+            raise ValueError(f"{shard_names(out, number)[0]} holds cut {strangers[0]!r}, which is not among the "
+                             f"files of {source}: OUT was prepared from another input; use a new OUT")
+    # The planned layout stands when every complete shard holds only its planned files (a killed run's re-run).
+    aligned = all(n < len(plan) and set(present) <= {cid for _, cid in plan[n]} for n, present in existing.items())
+    pending, covered = [], set()
+    for number, present in sorted(existing.items()):
+        report.already_complete += 1
+        report.cuts += len(present)
+        report.seconds += sum(present.values())
+        covered |= set(present)
+    if aligned:
+        for number, members in enumerate(plan):
+            if number not in existing:
+                pending.append((number, members, str(out), audio_format))
+                covered |= {cid for _, cid in members}
+    left = [(path, cid) for path, cid in zip(files, ids) if cid not in covered]
+    if left:  # files no shard holds: skipped if unreadable now, else added as new shards after the last one
+        readable = []
+        for path, cid in left:
+            try:
+                check_file(path)
+                readable.append((path, cid))
+            except AudioError as err:
+                report.skipped.append((str(path), str(err).removeprefix(f"{path}: ")))
+        first = max([_last_shard_number(out), len(plan) - 1 if aligned else -1]) + 1
+        added = [readable[i:i + shard_size] for i in range(0, len(readable), shard_size)]
+        pending += [(first + i, members, str(out), audio_format) for i, members in enumerate(added)]
+        report.added = len(added)
     bar = tqdm(total=len(pending), desc="prepare", unit="shard", disable=not progress or not pending,
                file=sys.stderr)
     if jobs == 1 or len(pending) < 2:
@@ -124,35 +163,44 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, shard_size: int =
         if jobs > 1 and len(pending) >= 2:
             pool.close()
             pool.join()
-    report.shards = sum(1 for n in range(len(plan)) if shard_names(out, n)[0].exists())
+    report.shards = len(_complete_shards(out))
     report.skipped.sort()
     return report
 
 
-def _account_complete(report: PrepareReport, cuts_path: Path, members: list[tuple[Path, str]]) -> None:
-    """Count a finished shard, after checking that it holds this input's files for its position."""
-    expected = {cid: path for path, cid in members}
-    present = {}
-    with gzip.open(cuts_path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                cut = json.loads(line)
-                present[cut["id"]] = float(cut["duration"])
-    strangers = sorted(set(present) - set(expected))
-    if strangers:
-        raise ValueError(f"{cuts_path} holds cuts that are not this input's files for its shard (e.g. "
-                         f"{strangers[0]!r}): it was prepared from another input or --shard-size; use a new OUT")
-    report.already_complete += 1
-    report.cuts += len(present)
-    report.seconds += sum(present.values())
-    for cid, path in expected.items():
-        if cid not in present:
-            try:
-                check_file(path)
-                reason = "skipped by an earlier run"
-            except AudioError as err:
-                reason = str(err).removeprefix(f"{path}: ")
-            report.skipped.append((str(path), reason))
+def _remove_own_temp_folders(out: Path) -> None:
+    """Remove a killed run's temp folders: only ``.tmp-NNNNNN-PID`` folders holding nothing but shard files."""
+    for entry in out.glob(f"{TEMP_PREFIX}*"):
+        if _OWN_TEMP.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink() \
+                and {p.name for p in entry.iterdir()} <= _TEMP_CONTENTS:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _last_shard_number(out: Path) -> int:
+    """The highest shard number of any shard file in ``out`` (complete or not); -1 if none."""
+    numbers = [int(m.group(1)) for p in out.iterdir() if (m := _SHARD_NAME.fullmatch(p.name))]
+    return max(numbers, default=-1)
+
+
+def _complete_shards(out: Path) -> dict[int, dict[str, float]]:
+    """{shard number: {cut id: duration}} of every complete shard (cuts manifest and recording tar) in ``out``."""
+    shards = {}
+    for cuts_path in sorted(out.glob("cuts.*.jsonl.gz")):
+        match = _SHARD_NAME.fullmatch(cuts_path.name)
+        if not match or not shard_names(out, int(match.group(1)))[1].exists():
+            continue
+        present = {}
+        try:
+            with gzip.open(cuts_path, "rt", encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        cut = json.loads(line)
+                        present[str(cut["id"])] = float(cut["duration"])
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{cuts_path} is not a readable cuts manifest ({err}); remove it or use a new OUT") \
+                from err
+        shards[int(match.group(1))] = present
+    return shards
 
 
 def _write_shard(task) -> tuple[int, float, list[tuple[str, str]]]:

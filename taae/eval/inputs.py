@@ -14,16 +14,24 @@ from pathlib import Path
 
 import torch
 
+from taae.atomic import same_file
 from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS
 from taae.data.dataset import find_audio_files
 
 
-def list_audio_files(data: str | Path, max_files: int | None = None) -> list[Path]:
-    """Audio files of a folder (recursive, sorted) or a manifest, at most ``max_files``."""
+def list_audio_files(data: str | Path, max_files: int | None = None, exclude: str | Path | None = None) -> list[Path]:
+    """Audio files of a folder (recursive, sorted) or a manifest, at most ``max_files``; none inside ``exclude``
+    (the evaluation's own output folder, whose decoded examples must not be scored as test files next time)."""
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"data not found: {data}")
+    if exclude is not None and same_file(exclude, data):
+        raise ValueError(f"--out {exclude} is the --data folder; the report and decoded examples would land among "
+                         "the test files: choose another --out")
     files = find_audio_files(data)
+    if exclude is not None:
+        skip = Path(exclude).resolve()
+        files = [f for f in files if not f.resolve().is_relative_to(skip)]
     if not files:
         raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {data}")
     return files[:max_files] if max_files else files

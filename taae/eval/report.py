@@ -265,8 +265,18 @@ def write_markdown(report: EvalReport, path: str | Path, figure: str | None = No
     write_text(path, markdown_text(report, figure))
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one that starts like a formula gets a leading ``'`` (OWASP's CSV
+    injection advice), so a file named ``=HYPERLINK(...)`` is not evaluated when per_file.csv is opened."""
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
+
+
 def csv_text(results: list[FileResult], metrics: list[str] | None = None) -> str:
-    """One row per file × system, metric values (empty for NaN) and error messages."""
+    """One row per file × system, metric values (empty for NaN) and error messages; text cells that start like a
+    formula are escaped (:func:`_cell`)."""
     metrics = list(metrics if metrics is not None else METRICS)
     cols = ["file", "system", "duration", *metrics, "length_change", "encode_seconds", "decode_seconds", "seconds",
             "errors"]
@@ -275,10 +285,10 @@ def csv_text(results: list[FileResult], metrics: list[str] | None = None) -> str
         writer.writerow(cols)
         for r in results:
             vals = [r.values.get(m, math.nan) for m in metrics]
-            writer.writerow([r.file, r.system, f"{r.duration:.3f}",
+            writer.writerow([_cell(str(r.file)), _cell(str(r.system)), f"{r.duration:.3f}",
                              *["" if not math.isfinite(v) else f"{v:.6g}" for v in vals],
                              r.length_change, f"{r.encode_seconds:.6f}", f"{r.decode_seconds:.6f}",
-                             f"{r.seconds:.6f}", "; ".join(f"{k}: {v}" for k, v in r.errors.items())])
+                             f"{r.seconds:.6f}", _cell("; ".join(f"{k}: {v}" for k, v in r.errors.items()))])
         return f.getvalue()
 
 

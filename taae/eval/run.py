@@ -167,7 +167,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         ValueError / FileNotFoundError: for bad data, presets or references (before any work is done).
     """
     notes: list[str] = []
-    files = list_audio_files(cfg.data, cfg.max_files)
+    files = list_audio_files(cfg.data, cfg.max_files, exclude=cfg.out)
     codec = None
     if cfg.checkpoint not in (None, "", "none"):
         from taae.codec import Codec

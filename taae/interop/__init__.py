@@ -53,8 +53,13 @@ def detect(path: str | Path) -> str | None:
 
 def import_official(kind: str, sources: list[str | Path], out: str | Path, use_ema: bool = True) -> list[str]:
     """Convert official files to a taae export folder (``config.json`` + ``model.safetensors``); returns the report."""
+    from taae.atomic import check_not_input
     from taae.codec import Codec
+    from taae.export import CONFIG_NAME, WEIGHTS_NAME
 
+    inputs = [f for s in map(Path, sources) for f in (sorted(s.iterdir()) if s.is_dir() else [s])]
+    for name in (CONFIG_NAME, WEIGHTS_NAME):  # a released folder's model.safetensors has the export's name
+        check_not_input(Path(out) / name, inputs)
     model, notes = load_official(kind, sources, use_ema)
     codec = Codec(model, weights=f"{kind} import")
     codec.export(out)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taae.atomic import new_file_mode
 from taae.jobs.files import fsync_replace, write_atomic, write_json_atomic
 from taae.jobs.token_shards import load_manifest, read_token_shard
 
@@ -50,6 +51,7 @@ def export_tokens(tokens_dir: str | os.PathLike, out: str | os.PathLike) -> dict
             raise ValueError(f"{tokens_dir}: the shards hold {at} frames but the manifest counts {frames}")
         flat.flush()
         del flat
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600, as no other output of taae has
         fsync_replace(tmp, out / "tokens.npy")
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from taae.atomic import check_not_input
 from taae.audio import preprocess
 from taae.batching import encode_items, group_by_frames, max_frames_of
 from taae.data.dataset import LOAD_ERRORS
@@ -221,8 +222,10 @@ def tokenize(shar_in: str, out: str | os.PathLike, checkpoint: str, preset: str 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
+    check_not_input(out, [shar_in])
     shards = list_shards(shar_in, "SHAR_IN")
-    codec = Codec.load(checkpoint)
+    codec = Codec.load(checkpoint, trust_hint="export it first (taae export --trust-checkpoint CKPT DIR), then "
+                                          "tokenize with the export; taae tokenize never unpickles fully")
     name = codec.resolve_preset(preset)
     job = TokenJob(codec.model_hash, name, tuple(codec.presets()[name].vocab_sizes), codec.frame_rate,
                    codec.sample_rate, token_format, normalize)

@@ -1,6 +1,6 @@
 """Codec models. ``from_config(path)`` builds the generator a training YAML describes.
 
-``instantiate`` and ``import_class`` are :mod:`taae.safety`'s allow-listed builders, re-exported here.
+``instantiate`` and ``import_class`` are :mod:`taae.safety`'s registry-checked builders, re-exported here.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from taae.errors import pop_debug, run_main
 from taae.scaling import files, table
 from taae.scaling.fit import bootstrap_fit
 from taae.scaling.ladder import Budget, load_ladder
@@ -114,18 +115,14 @@ COMMANDS = {"sizes": _sizes, "run": _run, "fit": _fit, "plot": _plot}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     scaling = logging.getLogger("taae")  # the runner's progress; Lightning logs through its own handlers
     scaling.addHandler(handler)
     scaling.setLevel(logging.INFO)
-    try:
-        COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(f"python -m taae.scaling {args.command}", lambda: COMMANDS[args.command](args), debug)
 
 
 if __name__ == "__main__":

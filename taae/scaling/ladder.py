@@ -20,6 +20,7 @@ Paths are relative to the working directory (the repository root, like every con
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ class EvaluationSettings:
     mos: bool = False
 
     def __post_init__(self):
+        if isinstance(self.presets, str):  # `presets: 700bps` is one preset, not the characters 7, 0, 0, b, p, s
+            self.presets = [self.presets]
+        if not isinstance(self.presets, (list, tuple)):
+            raise ValueError(f"evaluation.presets must be a preset name or a list of them, got {self.presets!r}")
         self.presets = [str(p) for p in self.presets]
         if not self.presets:
             raise ValueError("evaluation.presets must name at least one preset")
@@ -124,6 +129,7 @@ class Ladder:
         return chosen
 
 
+_GUARD_TIME = re.compile(r"\d{1,3}:[0-2]\d:[0-5]\d:[0-5]\d")
 _TOP_KEYS = {"name", "out", "budget", "guard_time", "common", "evaluation", "families"}
 
 
@@ -143,7 +149,10 @@ def load_ladder(path: str | Path) -> Ladder:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ladder file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -168,6 +177,9 @@ def load_ladder(path: str | Path) -> Ladder:
         for name, size in spec["rungs"].items():
             rungs.append(Rung(str(family), str(name), base + _paths(size, f"{where}.rungs.{name}") + common))
     budget = data.get("budget")
+    guard_time = data.get("guard_time")
+    if guard_time is not None and not (isinstance(guard_time, str) and _GUARD_TIME.fullmatch(guard_time)):
+        raise ValueError(f"{path}: guard_time must be \"DD:HH:MM:SS\" (Lightning's max_time), got {guard_time!r}")
     return Ladder(
         name=str(data.get("name", path.stem)), path=path, rungs=rungs,
         evaluation=EvaluationSettings(**data["evaluation"]),

@@ -4,6 +4,7 @@ CPU thread count for a run."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -75,6 +76,9 @@ class AudioSamples(L.Callback):
         for kind in kinds:
             folder = root / ("reference" if kind == "reference" else f"step_{step:07d}")
             for i, wav in enumerate(self._batch[kind]):
+                if not torch.isfinite(wav).all():  # a diverging run: SkipGuard reports it, not a sample clip's error
+                    warnings.warn(f"{kind} clip_{i} at generator step {step} is not finite; not saved", stacklevel=2)
+                    continue
                 save_audio(folder / f"clip_{i}.wav", wav.clamp(-1, 1), sample_rate)
                 if experiment is not None:
                     tag = f"{kind}/clip_{i}"

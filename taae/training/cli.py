@@ -12,11 +12,13 @@ names its last finite step; ``--debug`` restores the tracebacks.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from taae.errors import ConfigError, pop_debug, run_main
+from taae.safety import check_resumable
 from taae.training.module import CodecModule
 from taae.training.rundir import run_dirs_filled
 
@@ -43,8 +45,11 @@ class TaaeCLI(LightningCLI):
         # keeps its injected generator, discriminator and losses out of them (they are modules, not settings), so
         # that re-parse would drop the generator. The YAML stays the experiment: a resumed run is built from the
         # config given, and the checkpoint's weights must then load into it (Lightning's strict load says so if not).
-        # It also means a checkpoint's hyper-parameters never name a class that gets imported.
-        return
+        # It also means a checkpoint's hyper-parameters never name a class that gets imported. What is checked here is
+        # that Lightning's own load (weights_only) will take the file: refused in one line, before anything is built.
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            check_resumable(ckpt_path)
 
 
 class OneLineErrorParser(LightningArgumentParser):

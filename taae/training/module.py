@@ -443,7 +443,8 @@ class CodecModule(L.LightningModule):
         read with ``weights_only=True`` unless ``trust``."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"model.init_weights_from: no such checkpoint: {path}")
-        state = load_checkpoint(path, trust=trust, trust_hint="set model.init_args.trust_init_weights: true")
+        state = load_checkpoint(path, trust=trust, trust_hint="set model.init_args.trust_init_weights: true",
+                                trust_source="model.init_args.trust_init_weights")
         if not isinstance(state, dict):
             raise ValueError(f"model.init_weights_from={path!r} is not a checkpoint (it holds a "
                              f"{type(state).__name__})")

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -51,8 +52,59 @@ def test_rerun_keeps_complete_shards_and_refuses_another_layout(tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert set(after) == set(before)
     assert all(after[n] == before[n] for n in after if ".000001." not in n)  # untouched
-    with pytest.raises(ValueError, match="another input or --shard-size"):
-        prepare(src, out, shard_size=3, progress=False)
+    report = prepare(src, out, shard_size=3, progress=False)  # another shard size: nothing is missing
+    assert (report.written, report.added, report.cuts, report.skipped) == (0, 0, 5, [])
+
+
+def all_ids(out):
+    return sorted(cid for p in sorted(out.glob("cuts.*.jsonl.gz")) for cid in ids_of(p))
+
+
+def test_a_rerun_adds_the_files_no_shard_holds_and_never_rewrites_finished_ones(tmp_path):
+    # Bug on main: files added to the input were reported "skipped by an earlier run" (or refused), never prepared.
+    src = write_folder(tmp_path / "src", 5)
+    out = tmp_path / "shar"
+    prepare(src, out, shard_size=2, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    sf.write(src / "utt015.wav", synth_speech(0.3, 16000, seed=15)[0].numpy(), 16000)  # sorts into shard 0
+    sf.write(src / "zz.wav", synth_speech(0.3, 16000, seed=16)[0].numpy(), 16000)
+    (src / "broken.wav").write_bytes(b"RIFF")
+    report = prepare(src, out, shard_size=2, progress=False)
+    assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in before.items())  # finished shards untouched
+    assert report.added == 1 and report.cuts == 7 and all_ids(out) == sorted(
+        ["sub/utt00", "sub/utt03", "utt01", "utt02", "utt04", "utt015", "zz"])
+    assert [(Path(p).name, "unreadable" in why or "too short" in why or "RIFF" in why) for p, why in report.skipped] \
+        == [("broken.wav", True)]
+    assert not any("earlier run" in why for _, why in report.skipped)
+    # a larger shard size adds nothing more, and says nothing is skipped but the unreadable file
+    report = prepare(src, out, shard_size=4, progress=False)
+    assert (report.written, report.added, report.cuts) == (0, 0, 7) and len(report.skipped) == 1
+    from lhotse import CutSet
+
+    assert sorted(c.id for c in CutSet.from_shar(in_dir=out)) == all_ids(out)
+
+
+def test_a_rerun_over_another_input_stops_in_one_line(tmp_path):
+    src = write_folder(tmp_path / "src", 3)
+    out = tmp_path / "shar"
+    prepare(src, out, shard_size=2, progress=False)
+    (src / "utt01.wav").unlink()
+    with pytest.raises(ValueError, match=r"cuts.000000.jsonl.gz holds cut 'utt01', which is not among the files of"):
+        prepare(src, out, shard_size=2, progress=False)
+
+
+def test_foreign_tmp_entries_in_out_are_left_alone(tmp_path):
+    # Bug on main: every .tmp-* entry in OUT was deleted, whoever wrote it.
+    src = write_folder(tmp_path / "src", 2)
+    out = tmp_path / "shar"
+    out.mkdir()
+    (out / ".tmp-notes.txt").write_text("mine")
+    (out / ".tmp-000001-42").mkdir()
+    (out / ".tmp-000001-42" / "draft.txt").write_text("mine too")
+    (out / ".tmp-000003-43").mkdir()  # a dead run of prepare's own (empty): removed
+    prepare(src, out, shard_size=2, progress=False)
+    assert (out / ".tmp-notes.txt").read_text() == "mine"
+    assert (out / ".tmp-000001-42" / "draft.txt").exists() and not (out / ".tmp-000003-43").exists()
 
 
 def test_parallel_prepare_writes_the_same_shards(tmp_path):
@@ -73,3 +125,17 @@ def test_bad_arguments_raise_one_line_errors(tmp_path):
         prepare(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ValueError, match="--shard-size"):
         prepare(tmp_path, tmp_path / "out", shard_size=0)
+
+
+def test_a_truncated_wav_is_refused_by_training_and_prepare_as_encode_refuses_it(tmp_path):
+    # Bug on main: check_file (training data, taae prepare) read a truncated WAV as a shorter valid one.
+    from taae.audio import AudioError
+    from taae.data.dataset import check_file
+
+    src = write_folder(tmp_path / "src", 1, seconds=1.0)
+    data = (src / "sub" / "utt00.wav").read_bytes()
+    (src / "cut.wav").write_bytes(data[: 44 + 2 * 6000])
+    with pytest.raises(AudioError, match=r"cut.wav is truncated: 6000 frames present"):
+        check_file(src / "cut.wav")
+    report = prepare(src, tmp_path / "shar", progress=False)
+    assert report.cuts == 1 and [(Path(p).name, "truncated" in why) for p, why in report.skipped] == [("cut.wav", True)]

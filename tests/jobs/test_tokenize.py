@@ -153,6 +153,8 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_lost(setup, tmp_path):
 def test_tokens_export_is_one_flat_memmap(setup, tmp_path):
     run(setup, tmp_path / "tok")
     info = export_tokens(tmp_path / "tok", tmp_path / "lm")
+    modes = {name: (tmp_path / "lm" / name).stat().st_mode & 0o777 for name in ("tokens.npy", "offsets.npy")}
+    assert modes["tokens.npy"] == modes["offsets.npy"], modes  # main wrote tokens.npy 0600 (mkstemp's mode)
     flat = np.load(tmp_path / "lm" / "tokens.npy", mmap_mode="r")
     offsets = np.load(tmp_path / "lm" / "offsets.npy")
     ids = (tmp_path / "lm" / "cut_ids.txt").read_text().split()

@@ -59,3 +59,24 @@ def test_json_writes_are_atomic_and_readable(tmp_path):
     assert read_json(path) == {"x": None, "y": [1.5]}
     assert not [p for p in path.parent.iterdir() if p.name != "r.json"]  # no temporary file left behind
     assert path.stat().st_mode & 0o044  # readable by others, like any file the user keeps
+
+
+def test_a_preset_written_as_a_string_is_one_preset(tmp_path):
+    # Bug on main: `presets: 700bps` became the presets 7, 0, 0, b, p, s (and preset 7 was trained and scored).
+    ladder = load_ladder(_ladder(tmp_path, GOOD.replace("presets: [700bps]", "presets: 700bps")))
+    assert ladder.evaluation.presets == ["700bps"]
+
+
+@pytest.mark.parametrize("text,match", [
+    (GOOD + "guard_time: [1, 2\n", "is not valid YAML"),
+    (GOOD + "guard_time: soon\n", r"guard_time must be \"DD:HH:MM:SS\""),
+], ids=["yaml-syntax", "guard-time"])
+def test_scaling_command_errors_are_one_line(tmp_path, capsys, text, match):
+    # Bug on main: a YAML syntax error (yaml.ScannerError) and a bad guard_time escaped as tracebacks.
+    import re
+
+    from taae.scaling.__main__ import main
+
+    assert main(["sizes", "--ladder", str(_ladder(tmp_path, text))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err) and "Traceback" not in err

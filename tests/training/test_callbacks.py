@@ -1,3 +1,5 @@
+import math
+
 import lightning as L
 import pytest
 import soundfile as sf
@@ -49,3 +51,17 @@ def test_torch_threads_leaves_one_core_per_loader_worker(monkeypatch):
     for bad in (0, -1, 1.5, True, "many"):
         with pytest.raises(ValueError, match="num_threads"):
             TorchThreads(bad)
+
+
+def test_non_finite_sample_clips_are_skipped_so_the_divergence_is_what_is_reported(tmp_path):
+    # Bug on main: with validation on, an lr-1e9 run stopped with save_audio's error about a NaN sample clip instead
+    # of SkipGuard's TrainingDiverged.
+    from types import SimpleNamespace
+
+    callback = AudioSamples(n_fft=256, hop_length=64, n_mels=32)
+    callback._batch = {"reference": torch.zeros(1, 1, 1600), "reconstruction": torch.full((1, 1, 1600), math.nan)}
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
+    module = SimpleNamespace(generator=SimpleNamespace(sample_rate=16000), generator_steps=torch.tensor(3))
+    with pytest.warns(UserWarning, match="reconstruction clip_0 at generator step 3 is not finite"):
+        callback.on_validation_epoch_end(trainer, module)
+    assert (tmp_path / "samples" / "reference" / "clip_0.wav").is_file()

@@ -98,3 +98,16 @@ def test_a_checkpoint_from_training_loads_without_the_trust_flag(tmp_path):
     assert Codec.load(path).weights == "generator"
     module = CodecModule(Codec.load(path).model, init_weights_from=str(path), loss_weights={"mel": 1.0})
     assert int(module.generator_steps) == 0
+
+
+def test_resuming_from_an_unsafe_checkpoint_is_a_one_line_refusal(tmp_path, capsys):
+    # Bug on main: Lightning's weights_only load raised UnpicklingError with torch's paragraph (a traceback).
+    from taae.training.cli import main
+    from tests.test_safety import _evil_checkpoint
+
+    marker = tmp_path / "pwned"
+    evil = _evil_checkpoint(tmp_path / "evil.ckpt", marker)
+    code = main(["fit", *TINY, *_data_args(tmp_path / "d"), *_trainer_args(tmp_path), "--ckpt_path", str(evil)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not marker.exists()
+    assert "--ckpt_path" in err[-1] and "evil.ckpt holds pickled objects" in err[-1] and "system" in err[-1]
