@@ -102,7 +102,8 @@ def _codec(args, use_ema: bool = True):
         from taae.inference import InferenceOptions
 
         kwargs["inference"] = InferenceOptions(args.threads, args.precision)
-    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, trust=args.trust_checkpoint, **kwargs)
+    return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, trust=args.trust_checkpoint,
+                      runtime=getattr(args, "runtime", "torch"), **kwargs)
 
 
 def cmd_encode(args) -> int:
@@ -142,7 +143,8 @@ def cmd_info(args) -> int:
 
 def cmd_export(args) -> int:
     codec = _codec(args, use_ema=not args.no_ema)
-    print(f"exported {codec.weights} weights (hash {codec.model_hash}) to {codec.export(args.output)}")
+    folder = codec.export(args.output, args.training_config, args.evaluation, onnx=args.onnx)
+    print(f"exported {codec.weights} weights (hash {codec.model_hash}) and a model card to {folder}")
     return 0
 
 
@@ -181,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", default="auto", type=_threads,
                        help="CPU threads: auto (measured, holds up on a busy machine), torch (its default) or a count; "
                        "a fixed count gives bit-reproducible tokens")
+        p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                       help="torch (default) or onnx: an export's onnx/ folder in ONNX Runtime (taae export --onnx)")
         p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "bf16"],
                        help="fp32 (default); int8 (AVX2 and up) and bf16 (CPUs with AMX or AVX512-BF16) trade "
                        "accuracy for CPU speed (see taae.inference)")
@@ -207,8 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(normalisation to -20 LUFS measures the whole file first)")
     stream.add_argument("--subtype", default="PCM_16", help="as in decode (default: PCM_16)")
     add("info", "parameters, rates, hash and every preset's bitrate", cmd_info)
-    export = add("export", "write config.json + model.safetensors", cmd_export)
+    export = add("export", "write config.json + model.safetensors + a model card (README.md)", cmd_export)
     export.add_argument("output", help="output folder")
+    export.add_argument("--training-config", help="the training YAML, summarised in the model card")
+    export.add_argument("--evaluation", help="evaluate.py's report.md, the model card's evaluation table")
+    export.add_argument("--onnx", action="store_true",
+                        help="also write onnx/: the encoder and decoder for ONNX Runtime")
     export.add_argument("--no-ema", action="store_true", help="export the raw generator weights, not the EMA")
     help = "released official weights (stable-codec folder or files, DAC .pth) → a taae export folder"
     imp = sub.add_parser("import", help=help, description=help)

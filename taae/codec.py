@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taae import audio
+from taae import audio, batching
 from taae.audio import TARGET_LUFS
 from taae.chunking import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_FRAMES, chunked
 from taae.export import (
@@ -113,20 +113,40 @@ class Codec:
     # -- loading and export ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True,
-             trust: bool = False, trust_hint: str | None = None, **kwargs) -> Codec:
+             trust: bool = False, trust_hint: str | None = None, runtime: str = "torch", **kwargs) -> Codec:
         """Load a Lightning checkpoint (``.ckpt``), an exported folder (or its ``config.json``), or released official
         weights: stable-codec's folder (``model_config.json`` + weights) or DAC's ``.pth`` (see ``taae.interop``).
+        A hub id ``org/name[@revision]`` that is no local path loads an export or stable-codec release from the
+        Hugging Face cache (:mod:`taae.hub`; ``HF_HUB_OFFLINE=1`` is honoured).
 
         A checkpoint's generator is rebuilt from ``checkpoint["taae"]["generator"]``; its EMA weights
         (``ema.model.*``) are used when present and ``use_ema``, else ``generator.*``. Loading is strict: any
         missing, unexpected or mis-shaped key raises ``ValueError`` listing them. A checkpoint that holds pickled
         objects beyond tensors and plain values is refused (``taae.safety.UntrustedFileError``, whose message ends
         with ``trust_hint``: how the caller's user turns trust on) unless ``trust``; a class path off the registry
-        is always refused. ``kwargs`` go to ``Codec``.
+        is always refused. ``kwargs`` go to ``Codec``. ``runtime="onnx"`` runs an export's ``onnx/`` folder
+        (``taae export --onnx``) in ONNX Runtime (:meth:`use_onnx`).
         """
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"checkpoint or export not found: {path}")
+            from taae import hub
+
+            if not hub.is_hub_id(str(path)):
+                raise FileNotFoundError(f"checkpoint or export not found: {path}")
+            path = hub.resolve(str(path))  # a snapshot in the Hugging Face cache
+        codec = cls._load_path(path, device, use_ema, trust, trust_hint, **kwargs)
+        if runtime == "onnx":
+            if not (path.is_dir() and (path / CONFIG_NAME).is_file()):
+                raise ValueError(f"runtime='onnx' needs an export folder with an onnx/ folder (taae export --onnx), "
+                                 f"got {path}")
+            codec.use_onnx(path / "onnx")
+        return codec
+
+    @classmethod
+    def _load_path(cls, path: Path, device, use_ema: bool, trust: bool, trust_hint: str | None,
+                   **kwargs) -> Codec:
         from taae.interop import detect, load_official
 
         kind = None if (path.is_dir() and (path / CONFIG_NAME).is_file()) else detect(path)
@@ -156,12 +176,38 @@ class Codec:
                 codec.add_preset(name, [tuple(s) for s in preset["stages"]], allow_lossy=preset["allow_lossy"])
         return codec
 
-    def export(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` (generator spec, rates, hash, version) and ``model.safetensors``.
+    def export(self, folder: str | os.PathLike, training_config: str | os.PathLike | None = None,
+               evaluation: str | os.PathLike | None = None, onnx: bool = False) -> Path:
+        """Write ``config.json`` (generator spec, rates, hash, version), ``model.safetensors`` and the model card
+        ``README.md`` (:mod:`taae.model_card`: presets, rates, parameters, architecture, and a summary of
+        ``training_config`` (a YAML) and ``evaluation`` (``evaluate.py``'s ``report.md``) when given); with
+        ``onnx``, also ``onnx/`` (:mod:`taae.onnx_runtime`: the encoder and decoder for ONNX Runtime).
 
         The spec is taken from the model's config when it has one, so user presets (kept in the config) travel.
         """
-        return write_export(folder, self.model, model_spec(self.model) or self.spec, self.weights, self.model_hash)
+        from taae.atomic import write_text
+        from taae.model_card import CARD_NAME, model_card
+
+        card = model_card(self, training_config, evaluation)  # first: a bad input writes nothing
+        folder = write_export(folder, self.model, model_spec(self.model) or self.spec, self.weights, self.model_hash)
+        write_text(Path(folder) / CARD_NAME, card)
+        if onnx:
+            from taae.onnx_runtime import export_onnx
+
+            export_onnx(self.model, self.model_hash, Path(folder) / "onnx")
+        return folder
+
+    def use_onnx(self, folder: str | os.PathLike) -> Codec:
+        """Run the encoder and decoder from ``folder`` (``taae export --onnx``'s ``onnx/``) in ONNX Runtime, on the
+        CPU (CUDA when onnxruntime has it and the codec is on a GPU); the token math stays this codec's. A folder
+        exported from other weights or another format version is refused in one line."""
+        from taae.onnx_runtime import OnnxRunner
+
+        if self.inference.precision != "fp32":
+            raise ValueError(f"runtime 'onnx' runs fp32; got precision={self.inference.precision!r}")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda" else None
+        self._runner = OnnxRunner(self.model, self.model_hash, folder, providers)
+        return self
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
@@ -217,7 +263,7 @@ class Codec:
         if isinstance(stages, str):
             stages = parse_stages(stages)
         spec = self.model.add_preset(name, stages, allow_lossy=allow_lossy)
-        if self._runner is not self.model:  # a reduced-precision copy needs the preset too
+        if self._runner is not self.model and isinstance(self._runner, nn.Module):  # an int8 copy needs it too
             self._runner.add_preset(name, stages, allow_lossy=allow_lossy)
         return spec
 
@@ -236,21 +282,35 @@ class Codec:
         return audio.preprocess_with_gain(wav, sample_rate, self.sample_rate, self.target_lufs if normalize else None,
                                           source=source, refuse_beyond_unit=True)
 
-    def encode(self, wav: Tensor, sample_rate: int, preset: str | None = None, normalize: bool = True) -> Tensor:
-        """Encode a waveform.
+    def encode(self, wav: Tensor | list[Tensor], sample_rate: int, preset: str | None = None, normalize: bool = True,
+               lengths: list[int] | Tensor | None = None, batch_seconds: float | None = None) -> Tensor | list[Tensor]:
+        """Encode a waveform, a batch of equal-length ones, or items of different lengths.
 
         Args:
             wav: (T,) or (C, T) one item (channels are averaged), or (B, C, T) a batch of equal-length items,
-                each pre-processed on its own (its own loudness gain).
+                each pre-processed on its own (its own loudness gain); or a list of items of any lengths.
             sample_rate: rate of ``wav`` in Hz (required: tensors carry no rate); it is resampled to the model's.
             preset: a name of :meth:`presets`, an alias (``700bps``) or stages (``"5x5:1,0.25"``).
             normalize: loudness-normalise to ``target_lufs`` (off: keep the level).
+            lengths: with a padded (B, C, T) batch, each item's length in samples at ``sample_rate``.
+            batch_seconds: for a list or ``lengths``: audio per forward (None: no limit).
 
         Returns:
             (B, K, S) int64 tokens on the CPU, B = 1 for one item, S = ⌈T' / hop⌉ with T' the resampled length.
+            For a list or ``lengths``: a list of (1, K, S_i), each exactly item i's own encode whatever its
+            neighbours (:mod:`taae.batching`: items of equal frame count share a forward).
         """
         if isinstance(wav, np.ndarray):
             wav = torch.from_numpy(wav)
+        if lengths is not None:
+            if not (isinstance(wav, Tensor) and wav.dim() == 3):
+                shape = tuple(torch.as_tensor(wav).shape)
+                raise ValueError(f"lengths need a padded (B, C, T) batch, got shape {shape}")
+            wav = batching.split_lengths(wav, lengths, "Codec.encode", "samples")
+        if isinstance(wav, (list, tuple)):
+            items = [self.preprocess(torch.as_tensor(w), sample_rate, normalize) for w in wav]  # each (1, T_i')
+            return batching.encode_items(self, items, self.resolve_preset(preset),
+                                         batching.max_frames_of(self, batch_seconds))
         if isinstance(wav, Tensor) and wav.dim() == 3:
             batch = torch.stack([self.preprocess(w, sample_rate, normalize) for w in wav])  # (B, 1, T')
         else:
@@ -270,8 +330,9 @@ class Codec:
                              self.hop_length, 1, self.chunk_frames, self.overlap_frames)
         return tokens.to("cpu", torch.int64)
 
-    def decode(self, tokens: Tensor | TokenFile, preset: str | None = None, num_samples: int | None = None,
-               keep_level: bool = False) -> Tensor:
+    def decode(self, tokens: Tensor | TokenFile | list[Tensor], preset: str | None = None,
+               num_samples: int | list[int] | None = None, keep_level: bool = False,
+               lengths: list[int] | Tensor | None = None, batch_seconds: float | None = None) -> Tensor | list[Tensor]:
         """Decode tokens to a waveform at :attr:`sample_rate`.
 
         Args:
@@ -282,12 +343,24 @@ class Codec:
             num_samples: crop to this many samples (the encoder's input length); default S · hop.
             keep_level: for a :class:`TokenFile`, return the coded level (``target_lufs``) instead of the
                 input's. Bare tensors carry no gain: they decode at the coded level.
+            lengths: with a padded (B, K, S) batch, each item's length in frames (``ValueError`` beyond S).
+            batch_seconds: for a list or ``lengths``: audio per forward (None: no limit).
 
         Returns:
-            (B, T) float32 on the CPU: (1, T) for one item, ready for ``taae.audio.save_audio``.
+            (B, T) float32 on the CPU: (1, T) for one item, ready for ``taae.audio.save_audio``. For a list of
+            (K, S_i) or ``lengths``: a list of (1, T_i), T_i = ``num_samples[i]`` (a list then) or S_i · hop.
         """
         if isinstance(tokens, TokenFile):
             return self.decode_file(tokens, keep_level=keep_level)
+        if lengths is not None:
+            tokens = batching.split_lengths(torch.as_tensor(tokens), lengths, "Codec.decode", "frames")
+        if isinstance(tokens, (list, tuple)):
+            items = [t[0] if t.dim() == 3 and t.shape[0] == 1 else t for t in map(torch.as_tensor, tokens)]
+            crops = list(num_samples) if num_samples is not None else [None] * len(items)
+            if len(crops) != len(items):
+                raise ValueError(f"Codec.decode: {len(crops)} num_samples for {len(items)} items")
+            return batching.decode_items(self, items, self.resolve_preset(preset), crops,
+                                         batching.max_frames_of(self, batch_seconds))
         name = self.resolve_preset(preset)
         tokens = torch.as_tensor(tokens)
         if not (tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool):

@@ -209,7 +209,7 @@ def test_checkpoint_export_and_ema(tmp_path, wav):
 
     loaded.add_preset("fine", "9x3")
     folder = loaded.export(tmp_path / "export")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     exported = Codec.load(folder)
     assert exported.model_hash == loaded.model_hash and exported.weights == "export"
     for preset in ("native", "700bps", "fine"):

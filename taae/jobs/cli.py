@@ -26,7 +26,7 @@ def cmd_tokenize(args) -> int:
 
     report = tokenize(args.input, args.output, args.checkpoint, args.preset, args.devices, args.num_nodes,
                       args.accelerator, args.format, args.num_workers, not args.no_normalize,
-                      progress=not args.quiet)
+                      progress=not args.quiet, batch_seconds=args.batch_seconds)
     if report.is_global_zero:
         print(report.summary())
     return 0
@@ -65,6 +65,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="npz per shard, or tar: a lhotse Shar 'codes' field")
     p.add_argument("--num-workers", type=int, default=0, help="loader workers per device (decode, resample)")
     p.add_argument("--no-normalize", action="store_true", help="skip loudness normalisation to -20 LUFS")
+    p.add_argument("--batch-seconds", type=float, default=None,
+                   help="encode a shard's cuts of equal frame counts together, up to this much audio per forward "
+                   "(same tokens and files as one cut at a time; default: one cut per forward)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tokenize)
 

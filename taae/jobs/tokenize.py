@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from taae.atomic import check_not_input
 from taae.audio import preprocess
+from taae.batching import encode_items, group_by_frames, max_frames_of
 from taae.data.dataset import LOAD_ERRORS
 from taae.data.shar import Shard, list_shards, read_range
 from taae.jobs.token_shards import (
@@ -43,6 +44,7 @@ from taae.jobs.token_shards import (
     write_manifest,
     write_token_shard,
 )
+from taae.models.base import num_frames
 
 
 @dataclass
@@ -95,7 +97,8 @@ class ShardCuts(IterableDataset):
                 continue
             ids = [cut.id for cut in LazyManifestIterator(shard.cuts)]
             for position, (index, file, name) in enumerate(read_range([shard], 0, shard.num_cuts)):
-                item = {"shard": number, "count": shard.num_cuts, "cut_id": ids[position], "wav": None,
+                item = {"shard": number, "count": shard.num_cuts, "position": position, "cut_id": ids[position],
+                        "wav": None,
                         "num_samples": 0, "error": "unreadable in its shard"}
                 if file is not None:
                     try:
@@ -110,8 +113,35 @@ class ShardCuts(IterableDataset):
                 yield item
 
 
+class BucketedCuts(IterableDataset):
+    """``--batch-seconds``: a shard's cuts (as :class:`ShardCuts` yields them) regrouped into lists of cuts with
+    equal frame counts, at most ``max_frames`` frames per list (:func:`taae.batching.group_by_frames`); unreadable
+    cuts and empty shards pass as one-item lists. Whole shards are buffered: their cuts arrive together."""
+
+    def __init__(self, cuts: ShardCuts, hop_length: int, max_frames: int):
+        self.cuts, self.hop_length, self.max_frames = cuts, hop_length, max_frames
+
+    def __len__(self) -> int:
+        return len(self.cuts)
+
+    def __iter__(self):
+        shard: list[dict] = []
+        for item in self.cuts:
+            shard.append(item)
+            if item.get("count", 0) and item["position"] + 1 < item["count"]:
+                continue
+            readable = [c for c in shard if c.get("wav") is not None]
+            yield from ([c] for c in shard if c.get("wav") is None)
+            frames = [num_frames(c["num_samples"], self.hop_length) for c in readable]
+            for group in group_by_frames(frames, self.max_frames):
+                yield [readable[i] for i in group]
+            shard = []
+
+
 class TokenizerModule(L.LightningModule):
-    """Wraps a :class:`taae.codec.Codec` for ``predict``: one cut in, its (K, S) tokens out."""
+    """Wraps a :class:`taae.codec.Codec` for ``predict``: one cut in, its (K, S) tokens out; or, with
+    ``--batch-seconds``, a list of cuts of equal frame counts in, one forward, a list out (the same tokens,
+    :mod:`taae.batching`)."""
 
     def __init__(self, codec, preset: str):
         super().__init__()
@@ -121,7 +151,13 @@ class TokenizerModule(L.LightningModule):
     def on_predict_start(self) -> None:
         self.codec.device = self.device
 
-    def predict_step(self, item: dict, batch_idx: int = 0) -> dict:
+    def predict_step(self, item: dict | list[dict], batch_idx: int = 0) -> dict | list[dict]:
+        if isinstance(item, list):
+            readable = [c for c in item if c.get("wav") is not None]
+            tokens = encode_items(self.codec, [c["wav"][0] for c in readable], self.preset, None)
+            found = {id(c): t[0] for c, t in zip(readable, tokens)}  # (K, S) each
+            return [{k: v for k, v in c.items() if k != "wav"} | ({"tokens": found[id(c)]} if id(c) in found else
+                    {"tokens": None} if c.get("count") else {}) for c in item]
         out = {k: v for k, v in item.items() if k != "wav"}
         if item.get("wav") is not None:
             out["tokens"] = self.codec.encode_prepared(item["wav"], self.preset)[0]  # (K, S)
@@ -140,13 +176,15 @@ class TokenShardWriter(BasePredictionWriter):
         self.written = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        number = prediction["shard"]
-        cuts = self.pending.setdefault(number, [])
-        if prediction["count"]:
-            cuts.append(prediction)
-        if len(cuts) == prediction["count"]:
-            write_token_shard(self.out, number, self.job, self.shards[number].cuts, self.pending.pop(number))
-            self.written += 1
+        for one in prediction if isinstance(prediction, list) else [prediction]:
+            number = one["shard"]
+            cuts = self.pending.setdefault(number, [])
+            if one["count"]:
+                cuts.append(one)
+            if len(cuts) == one["count"]:  # batches may come out of stored order: restore it
+                cuts = sorted(self.pending.pop(number), key=lambda c: c["position"])
+                write_token_shard(self.out, number, self.job, self.shards[number].cuts, cuts)
+                self.written += 1
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.pending:
@@ -156,10 +194,16 @@ class TokenShardWriter(BasePredictionWriter):
             write_manifest(self.out, self.job, self.source, self.num_shards)
 
 
+def _keep(item):
+    """No collation: a cut (a dict) or a list of cuts goes to ``predict_step`` as the dataset yields it."""
+    return item
+
+
 def tokenize(shar_in: str, out: str | os.PathLike, checkpoint: str, preset: str | None = None, devices: int = 1,
              num_nodes: int = 1, accelerator: str = "auto", token_format: str = "npz", num_workers: int = 0,
-             normalize: bool = True, progress: bool = True) -> TokenizeReport:
-    """Tokenize every shard of ``shar_in`` into ``out``; see the module docstring.
+             normalize: bool = True, progress: bool = True, batch_seconds: float | None = None) -> TokenizeReport:
+    """Tokenize every shard of ``shar_in`` into ``out``; see the module docstring. ``batch_seconds``: encode a
+    shard's cuts of equal frame counts together, up to that much audio per forward (same tokens, same files).
 
     Raises:
         FileNotFoundError: no such Shar directory or checkpoint.
@@ -196,8 +240,10 @@ def tokenize(shar_in: str, out: str | os.PathLike, checkpoint: str, preset: str 
                             strategy="ddp" if world > 1 else "auto", precision="32-true", logger=False,
                             callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
                             enable_progress_bar=progress, use_distributed_sampler=False)
-        loader = DataLoader(ShardCuts(todo, codec.sample_rate, codec.target_lufs if normalize else None),
-                            batch_size=None, num_workers=num_workers)
+        cuts = ShardCuts(todo, codec.sample_rate, codec.target_lufs if normalize else None)
+        if batch_seconds is not None:
+            cuts = BucketedCuts(cuts, codec.hop_length, max_frames_of(codec, batch_seconds))
+        loader = DataLoader(cuts, batch_size=None, num_workers=num_workers, collate_fn=_keep)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             trainer.predict(TokenizerModule(codec, name), dataloaders=loader, return_predictions=False)

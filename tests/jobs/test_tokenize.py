@@ -167,3 +167,28 @@ def test_tokens_export_is_one_flat_memmap(setup, tmp_path):
     (tmp_path / "tok" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="3 of 4 shards are tokenized"):
         export_tokens(tmp_path / "tok", tmp_path / "lm2")
+
+
+def test_batched_run_equals_one_cut_at_a_time_shard_for_shard(setup, tmp_path, monkeypatch):
+    """--batch-seconds: cuts of equal frame counts share a forward, and every shard and the manifest come out
+    as a one-cut-at-a-time run writes them (a zero-padded batch would change the shorter cuts' last tokens)."""
+    import taae.jobs.tokenize as job
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, seconds in enumerate((1.0, 0.5, 1.0, 1.0, 0.5, 2.0, 0.5, 1.0)):  # 2 shards of 4, repeated lengths
+        sf.write(src / f"u{i}.wav", synth_speech(seconds, 16000, seed=10 + i)[0].numpy(), 16000)
+    prepare(src, tmp_path / "shar", shard_size=4, progress=False)
+    groups = []
+    encode_items = job.encode_items
+    monkeypatch.setattr(job, "encode_items",
+                        lambda c, items, *a: groups.append(len(items)) or encode_items(c, items, *a))
+    kw = dict(preset="700bps", accelerator="cpu", progress=False)
+    one = tokenize(str(tmp_path / "shar"), tmp_path / "one", str(setup[2]), **kw)
+    many = tokenize(str(tmp_path / "shar"), tmp_path / "many", str(setup[2]), batch_seconds=2.0, **kw)
+    assert max(groups) == 2 and sum(groups) == 8  # pairs of equal cuts within a shard share a forward
+    assert (one.cuts, one.shards) == (many.cuts, many.shards) == (8, 2)
+    a, b = load_manifest(tmp_path / "one"), load_manifest(tmp_path / "many")
+    assert a["shards"] == b["shards"] and a["frames"] == b["frames"]
+    for x, y in zip(all_cuts(tmp_path / "one"), all_cuts(tmp_path / "many"), strict=True):
+        assert x[0] == y[0] and np.array_equal(x[1], y[1]) and x[2] == y[2]

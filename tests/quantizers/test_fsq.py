@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import vector_quantize_pytorch as vqp  # a required dependency: the cross-check's reference, never skipped
+import vector_quantize_pytorch as vqp  # the dev extra's: the cross-check's reference, never skipped
 
 from taae.quantizers.fsq import FSQ, grid_digits, grid_values
 
