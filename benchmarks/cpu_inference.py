@@ -254,7 +254,8 @@ def threads_check(args) -> dict:
             start = time.perf_counter()
             a @ w
             gemm = time.perf_counter() - start
-            out.setdefault(n, []).append({"layer_norm_us": norm * 1e6, "gemm_gflops": 2 * 1500 * 768 * 6144 / gemm / 1e9})
+            gflops = 2 * 1500 * 768 * 6144 / gemm / 1e9
+            out.setdefault(n, []).append({"layer_norm_us": norm * 1e6, "gemm_gflops": gflops})
     auto = probe_threads()
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; threads='auto' picks {auto}")
     print("| threads | LayerNorm (1, 75, 64) µs | GEMM 1500×768×6144 GFLOP/s |\n|---|---|---|")

@@ -170,7 +170,8 @@ def append(path: Path | str, row: dict) -> None:
 def machine(device: str) -> str:
     if device == "cuda":
         try:
-            return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            query = "--query-gpu=name,memory.total,driver_version"
+            return subprocess.run(["nvidia-smi", query, "--format=csv,noheader"],
                                   capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError) as err:
             return f"nvidia-smi failed: {err}"

@@ -67,7 +67,8 @@ VARIANTS: dict[str, tuple[list[str], dict]] = {
     "lr_2e-3": (TAAE, {"optimizer_g": {"init_args": {"lr": 2.0e-3}}}),
     # cosine decay to the end of the variant's own budget ("T_max": BUDGET is replaced by its batches), with EMA weights
     "cosine_lr_ema": (TAAE, {"ema_decay": 0.999, "scheduler_g": {
-        "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR", "init_args": {"T_max": "BUDGET", "eta_min": 1.0e-5}}}),
+        "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "init_args": {"T_max": "BUDGET", "eta_min": 1.0e-5}}}),
     "fixed_levels": (TAAE, {"generator": {"init_args": {"config": {"random_levels": None}}}}),
     "wider": (TAAE, {"generator": {"init_args": {"config": {"stem_width": 256, "widths": [256, 256]}}}}),
     # the cost of causality (configs/taae/causal_tiny.yaml's model settings): left-only windows, causal convs
