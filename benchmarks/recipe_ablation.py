@@ -135,7 +135,15 @@ def _run_config(folder: Path, overrides: dict, max_steps: int, guard_seconds: in
     return path
 
 
-def calibrate(variants: dict[str, tuple[list[str], dict]], folder: Path, batches: int = 8, rounds: int = 5) -> dict:
+def data_overrides(root: str | None) -> list[str]:
+    """Command-line overrides that point every split at ``root``/{train,val,test} (default: the demo set's)."""
+    if not root:
+        return []
+    return [f"--data.init_args.{split}={Path(root, split)}" for split in ("train", "val", "test")]
+
+
+def calibrate(variants: dict[str, tuple[list[str], dict]], folder: Path, batches: int = 8, rounds: int = 5,
+              data_args: tuple[str, ...] = ()) -> dict:
     """Seconds per batch {recon, adv} of each variant, timed side by side on synthetic batches.
 
     Rounds interleave the variants, so a change of load hits them all alike. Load only ever adds time, so each
@@ -162,7 +170,8 @@ def calibrate(variants: dict[str, tuple[list[str], dict]], folder: Path, batches
         path = folder / name / "calibrate.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({"model": {"init_args": _fill_budget(overrides, 1000)}}))
-        cli = TaaeCLI(args=[f"--config={c}" for c in [*base, str(path)]] + ["--trainer.logger=false"], run=False)
+        cli = TaaeCLI(args=[f"--config={c}" for c in [*base, str(path)]] + ["--trainer.logger=false", *data_args],
+                      run=False)
         built[name] = (cli.model, cli.datamodule)
     times: dict[str, dict[str, list[float]]] = {n: {"recon": [], "adv": []} for n in variants}
     for _ in range(rounds):
@@ -229,10 +238,11 @@ def _last_val_mel(folder: Path) -> float | None:
     return values[-1] if values else None
 
 
-def _evaluate(checkpoint: Path, out: Path, preset: str, workers: int) -> dict:
+def _evaluate(checkpoint: Path, out: Path, preset: str, workers: int, data_root: str | None = None) -> dict:
     from taae.eval.run import EvalConfig, evaluate
 
-    result = evaluate(EvalConfig(data="data/demo/test", out=str(out), checkpoint=str(checkpoint),
+    data = str(Path(data_root or "data/demo", "test"))
+    result = evaluate(EvalConfig(data=data, out=str(out), checkpoint=str(checkpoint),
                                  presets=[preset], references="none", workers=workers, mos=False, examples=2))
     system = next(s for s in result.report.systems if s.kind == "codec")
     return {m: system.metrics[m].mean for m in ("si_sdr", "stoi", "pesq_wb", "mel")}
@@ -252,7 +262,8 @@ def run(args) -> list[Row]:
     wanted = {k: v for k, v in {"quickstart": VARIANTS["quickstart"], **variants}.items() if k not in calibration}
     if wanted:
         print(f"calibrating {list(wanted)} ...", file=sys.stderr)
-        calibration.update(calibrate(wanted, out, rounds=args.rounds))
+        calibration.update(calibrate(wanted, out, batches=args.calibrate_batches, rounds=args.rounds,
+                                     data_args=data_overrides(args.data_root)))
         calibration_path.write_text(json.dumps(calibration, indent=2))
     calibration = pool_identical(calibration, VARIANTS)
     if args.calibrate_only:
@@ -272,7 +283,8 @@ def run(args) -> list[Row]:
         cal = calibration[name]
         total, recon = budget_batches(args.budget, reference, cal["recon"], cal["adv"], start)
         config = _run_config(folder, _fill_budget(overrides, total), 2 * total, args.guard_seconds)
-        command = [sys.executable, "train.py", "fit", *[f"--config={c}" for c in [*base, str(config)]]]
+        command = [sys.executable, "train.py", "fit", *[f"--config={c}" for c in [*base, str(config)]],
+                   *data_overrides(args.data_root)]
         print(f"{name}: {total} batches ({recon} reconstruction-only)", file=sys.stderr)
         t0 = time.perf_counter()
         with (folder / "train.log").open("w") as log:
@@ -280,7 +292,7 @@ def run(args) -> list[Row]:
                            stderr=subprocess.STDOUT, check=True)
         wall = time.perf_counter() - t0
         preset = "700bps" if base is TAAE else "800bps"
-        metrics = _evaluate(folder / "checkpoints" / "last.ckpt", folder / "eval", preset, args.workers)
+        metrics = _evaluate(folder / "checkpoints" / "last.ckpt", folder / "eval", preset, args.workers, args.data_root)
         row = Row(name, total, recon, cal["recon"], _last_val_mel(folder), metrics["si_sdr"], metrics["stoi"],
                   metrics["pesq_wb"], metrics["mel"], preset, wall)
         done.write_text(json.dumps(asdict(row), indent=2))
@@ -309,8 +321,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="reference batches (the TAAE quickstart's); default 1000, a third of the quickstart's")
     parser.add_argument("--rounds", type=int, default=3, help="calibration rounds (each variant keeps its fastest)")
     parser.add_argument("--calibrate-only", action="store_true", help="time every variant and stop")
+    parser.add_argument("--calibrate-batches", type=int, default=8, help="timed batches per variant and round")
     parser.add_argument("--guard-seconds", type=int, default=4 * 3600, help="max_time guard per run")
     parser.add_argument("--workers", type=int, default=2, help="metric processes during evaluation")
+    parser.add_argument("--data-root", default=None,
+                        help="a folder with train/ val/ test/ speech (default: the demo set, data/demo)")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     rows = run(args)

@@ -106,8 +106,7 @@ def run(args) -> list[Row]:
         overrides = {**overrides, "adversarial_warmup_steps": args.warmup, "discriminator_start_steps": 0}
         config = ablation._run_config(folder, overrides, 2 * args.steps, args.guard_seconds)
         extra = [f"--trainer.val_check_interval={min(args.val_every, args.steps)}"]
-        if args.data_root:
-            extra += [f"--data.init_args.{split}={Path(args.data_root, split)}" for split in ("train", "val", "test")]
+        extra += ablation.data_overrides(args.data_root)
         if args.smoke:  # seconds, same code path: a handful of validation items and test files
             extra += ["--data.init_args.max_val_items=2", "--data.init_args.batch_size=2",
                       "--trainer.log_every_n_steps=1"]

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
+
+from tests.conftest import synth_speech
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_AUDIO = "/nonexistent"  # --audio: no demo folder, the scripts' speech-like synthetic instead
@@ -46,6 +49,8 @@ ELSEWHERE = {
     "gpu_wheels.sh": "tests/benchmarks/test_gpu_wheels.py (--list; downloading needs PyPI)",
     "official_layout.py": "cpu_inference.py's smoke run (the 25m and dac16k layouts)",
     "recipe_ablation.py": "test_recipe_ablation_calibrates below",
+    "scale_recipe.py": "tests/benchmarks/test_scale_recipe.py (one variant, one batch, trained and scored)",
+    "streaming_tokens.py": "tests/test_streaming.py (the streaming-token benchmark's smoke run)",
     "stage2.py": "test_stage2_command_line below",
 }
 
@@ -92,12 +97,14 @@ def test_long_file_memory_worker(tmp_path):
 @pytest.mark.slow
 def test_recipe_ablation_calibrates(tmp_path):
     """The equal-time calibration of the quickstart variant (the full ablation trains for hours)."""
-    if not (ROOT / "data/demo/train").is_dir():
-        pytest.skip("its configs compose configs/data/demo.yaml, whose folders must exist: run `make demo-data`")
-    proc = run("recipe_ablation.py", ["--out", str(tmp_path), "--variants", "quickstart", "--rounds", "1",
-                                      "--calibrate-only"])
+    data = tmp_path / "speech"
+    for split in ("train", "val", "test"):
+        (data / split).mkdir(parents=True)
+        sf.write(data / split / "0.wav", synth_speech(2.0)[0].numpy(), 16000)
+    proc = run("recipe_ablation.py", ["--out", str(tmp_path / "out"), "--variants", "quickstart", "--rounds", "1",
+                                      "--calibrate-only", "--calibrate-batches", "2", "--data-root", str(data)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "calibration.json").read_text())["quickstart"]["recon"] > 0
+    assert json.loads((tmp_path / "out" / "calibration.json").read_text())["quickstart"]["recon"] > 0
 
 
 def test_stage2_command_line():
