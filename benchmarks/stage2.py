@@ -54,15 +54,20 @@ def main() -> None:
     parser.add_argument("--wavlm", default=None, help="WavLM folder (default: a random one saved under --out)")
     parser.add_argument("--stage1-batches", type=int, default=100)
     parser.add_argument("--stage2-batches", type=int, default=50)
-    parser.add_argument("--test", default="data/demo/test")
+    parser.add_argument("--data-root", default=None,
+                        help="a folder with train/ val/ test/ speech (default: the demo set, data/demo)")
     parser.add_argument("--preset", default="700bps")
     args = parser.parse_args()
+    args.test = str(Path(args.data_root or "data/demo", "test"))
+    data = [] if args.data_root is None else [
+        f"--data.init_args.{split}={Path(args.data_root, split)}" for split in ("train", "val", "test")]
     out = Path(args.out)
     wavlm = Path(args.wavlm) if args.wavlm else save_random_wavlm(out / "wavlm-random")
     stage1 = out / "stage1"
     if not (stage1 / "checkpoints" / "last.ckpt").is_file():
         _run([sys.executable, "train.py", "fit", "--config", "configs/taae/tiny.yaml", "--config",
-              "configs/data/demo.yaml", "--config", "configs/trainer/cpu.yaml", *_trainer(stage1, args.stage1_batches)])
+              "configs/data/demo.yaml", "--config", "configs/trainer/cpu.yaml", *_trainer(stage1, args.stage1_batches),
+              *data])
     rows = {"stage 1": _evaluate(stage1 / "checkpoints" / "last.ckpt", out / "eval" / "stage1", args)}
     for name, weight in (("stage 2, WavLM term", 1.0), ("stage 2, weight 0 (control)", 0.0)):
         root = out / ("stage2" if weight else "stage2_control")
@@ -71,7 +76,8 @@ def main() -> None:
                   "--config", "configs/taae/finetune_wavlm.yaml",
                   "--model.init_args.init_weights_from", str(stage1 / "checkpoints" / "last.ckpt"),
                   "--model.init_args.perceptual_loss.init_args.model_path", str(wavlm),
-                  "--model.init_args.loss_weights.perceptual", str(weight), *_trainer(root, args.stage2_batches)])
+                  "--model.init_args.loss_weights.perceptual", str(weight), *_trainer(root, args.stage2_batches),
+                  *data])
         rows[name] = _evaluate(root / "checkpoints" / "last.ckpt", out / "eval" / root.name, args)
     print(f"\n{args.preset}, mean over the files of {args.test}; WavLM: {wavlm}")
     print("| run | " + " | ".join(METRICS) + " |")
