@@ -14,7 +14,8 @@ batches (equal steps, not equal time: the question is which loss mix codes the w
 then are scored on the held-back demo test split at 700 bps (RVQGAN: its 7-codebook preset, also 700 bps), beside
 the last validation's ``val/sign_corr`` (≈ +1: the model codes x and −x alike; ≈ −1: it follows the waveform).
 
-Finished variants keep ``--out/<variant>/result.json`` and are not retrained; the table goes to
+Finished variants keep ``--out/<variant>/result.json`` and are not retrained (a larger ``--steps`` resumes them from
+their ``last.ckpt``); the table goes to
 ``--out/scale_recipe.md`` and ``scale_recipe.json``.
 """
 
@@ -57,6 +58,9 @@ VARIANTS: dict[str, tuple[list[str], dict]] = {
     "balanced": (TAAE, {**CPU_D, **BALANCED}),
     "balanced_adv_0.5": (TAAE, {**CPU_D, **BALANCED, "loss_weights": {"mel": 0.5, "waveform": 0.2, "adv_gen": 0.1,
                                                                        "adv_feat": 0.2}}),
+    # The CPU recipe's generator learning rate (tiny.yaml): 10x the ladder's 1e-4, so a CPU budget shows more.
+    "recipe_lr_1e-3": (TAAE, {**CPU_D, "optimizer_g": {"init_args": {"lr": 1.0e-3}}}),
+    "balanced_lr_1e-3": (TAAE, {**CPU_D, **BALANCED, "optimizer_g": {"init_args": {"lr": 1.0e-3}}}),
     "rvqgan_recipe": (RVQGAN, {}),                             # DAC's lambdas, no waveform term
     "rvqgan_balanced": (RVQGAN, {**BALANCED, "loss_weights": {**BALANCED["loss_weights"], "vq/commitment": 0.25,
                                                               "vq/codebook": 1.0}}),
@@ -100,9 +104,12 @@ def run(args) -> list[Row]:
         folder = out / name
         done = folder / "result.json"
         if done.is_file():
-            rows.append(Row(**json.loads(done.read_text())))
-            continue
+            row = Row(**json.loads(done.read_text()))
+            if row.batches >= args.steps:
+                rows.append(row)
+                continue
         folder.mkdir(parents=True, exist_ok=True)
+        last = folder / "checkpoints" / "last.ckpt"
         overrides = {**overrides, "adversarial_warmup_steps": args.warmup, "discriminator_start_steps": 0}
         config = ablation._run_config(folder, overrides, 2 * args.steps, args.guard_seconds)
         extra = [f"--trainer.val_check_interval={min(args.val_every, args.steps)}"]
@@ -110,8 +117,10 @@ def run(args) -> list[Row]:
         if args.smoke:  # seconds, same code path: a handful of validation items and test files
             extra += ["--data.init_args.max_val_items=2", "--data.init_args.batch_size=2",
                       "--trainer.log_every_n_steps=1"]
+        if last.is_file():  # a larger --steps continues the finished run: the same curve, longer
+            extra += [f"--ckpt_path={last}"]
         command = [sys.executable, "train.py", "fit", *[f"--config={c}" for c in [*base, str(config)]], *extra]
-        print(f"{name}: {args.steps} batches", file=sys.stderr)
+        print(f"{name}: {args.steps} batches" + (f" (resumed from {last})" if last.is_file() else ""), file=sys.stderr)
         t0 = time.perf_counter()
         with (folder / "train.log").open("w") as log:
             subprocess.run(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log,
