@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="metric processes during evaluation")
     parser.add_argument("--smoke", action="store_true", help="tiny validation and evaluation (the test suite's run)")
     args = parser.parse_args(argv)
+    if args.steps % min(args.val_every, args.steps):  # last.ckpt is written at validations: the last must be the end
+        parser.error(f"--steps {args.steps} is not a multiple of --val-every {args.val_every}: the scored checkpoint "
+                     "would be the last validation's, not the end of training")
     os.chdir(ROOT)
     rows = run(args)
     text = table(rows)
