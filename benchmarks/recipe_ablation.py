@@ -300,10 +300,13 @@ def run(args) -> list[Row]:
     return rows
 
 
-def table(rows: list[Row]) -> str:
-    def f(v, d=2):
-        return "—" if v is None or not math.isfinite(v) else f"{v:.{d}f}"
+def cell(v: float | None, digits: int = 2) -> str:
+    """A table cell: the value to ``digits`` places, or a dash where the run gave none (or a non-finite one)."""
+    return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
+
+def table(rows: list[Row]) -> str:
+    f = cell
     lines = ["| variant | preset | batches (recon-only) | val mel ↓ | SI-SDR ↑ | STOI ↑ | PESQ-WB ↑ | mel ↓ |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -149,9 +148,7 @@ def evaluate(checkpoint: Path, out: Path, preset: str, args) -> dict:
 
 
 def table(rows: list[Row]) -> str:
-    def f(v, d=2):
-        return "—" if v is None or not math.isfinite(v) else f"{v:.{d}f}"
-
+    f = ablation.cell
     lines = ["| variant | recipe | batches | val sign_corr | val mel ↓ | SI-SDR ↑ | STOI ↑ | PESQ-WB ↑ | mel ↓ |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

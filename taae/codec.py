@@ -449,8 +449,6 @@ class Codec:
         for name, spec in self.presets().items():
             if name in self.aliases():
                 continue
-            sizes = sorted(set(spec.vocab_sizes))
-            vocab = str(sizes[0]) if len(sizes) == 1 else "/".join(str(v) for v in spec.vocab_sizes)
-            lines.append(f"{name:<18}{aliases.get(name, ''):<9}{spec.tokens_per_frame:>13}{vocab:>11}"
+            lines.append(f"{name:<18}{aliases.get(name, ''):<9}{spec.tokens_per_frame:>13}{spec.vocab_label:>11}"
                          f"{spec.bits_per_frame:>12}{spec.bitrate:>8g}{spec.exact_bitrate:>11.1f}")
         return "\n".join(lines)

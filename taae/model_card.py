@@ -78,9 +78,7 @@ def model_card(codec, training_config: str | os.PathLike | None = None,
     for preset, spec in codec.presets().items():
         if preset in codec.aliases():
             continue
-        sizes = sorted(set(spec.vocab_sizes))
-        vocab = str(sizes[0]) if len(sizes) == 1 else "/".join(str(v) for v in spec.vocab_sizes)
-        lines.append(f"| `{preset}` | {aliases.get(preset, '')} | {spec.tokens_per_frame} | {vocab} | "
+        lines.append(f"| `{preset}` | {aliases.get(preset, '')} | {spec.tokens_per_frame} | {spec.vocab_label} | "
                      f"{spec.bits_per_frame} | {spec.bitrate:g} | {spec.exact_bitrate:.1f} |")
     config = ((codec.spec or {}).get("init_args") or {}).get("config") or {}
     lines += ["", "## Architecture", "", f"`{(codec.spec or {}).get('class_path', name)}`:", "",

@@ -34,6 +34,13 @@ class TokenSpec:
         return sum(math.ceil(math.log2(v)) for v in self.vocab_sizes)
 
     @property
+    def vocab_label(self) -> str:
+        """The vocabulary for a table: one number when every token shares it, else each token's, "/"-joined."""
+        if len(set(self.vocab_sizes)) == 1:
+            return str(self.vocab_sizes[0])
+        return "/".join(str(v) for v in self.vocab_sizes)
+
+    @property
     def exact_bits_per_frame(self) -> float:
         return sum(math.log2(v) for v in self.vocab_sizes)
 
