@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CAUSAL_TINY = ("taae/tiny.yaml", "data/demo.yaml", "trainer/cpu.yaml", "taae/quickstart.yaml", "taae/causal_tiny.yaml")
 try:
     import taae  # noqa: F401
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from codec_speed import speech  # noqa: E402
+from streaming import CAUSAL_TINY  # noqa: E402  (how causal_tiny.yaml composes: one place, streaming.py)
 
 from taae.streaming import init_state, latent_step  # noqa: E402
 
