@@ -25,6 +25,7 @@ test: venv
 	$(BIN)/python -m pytest
 
 demo-data: venv
+	bash scripts/system_packages.sh
 	$(BIN)/python -m taae.data.demo $(DATA)
 
 train-quickstart: venv

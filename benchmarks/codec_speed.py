@@ -25,8 +25,8 @@ try:
     import taae  # noqa: F401
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
-from taae.audio import load_audio, resample, to_mono  # noqa: E402
 from taae.codec import Codec  # noqa: E402
+from taae.io.audio import load_audio, resample, to_mono  # noqa: E402
 
 INLINE_TINY = {"class_path": "taae.models.taae.TAAE",
                "init_args": {"config": {"stem_width": 128, "widths": [128, 128], "strides": [1, 2], "depths": [2, 2]}}}
@@ -60,7 +60,8 @@ def speech(seconds: float, sample_rate: int = 16000, folder: Path | None = None,
 def build_codec(args) -> Codec:
     if args.checkpoint:
         return Codec.load(args.checkpoint)
-    from taae.models import from_config, instantiate
+    from taae.io.registry import instantiate
+    from taae.models import from_config
 
     if args.config and Path(args.config).is_file():
         return Codec(from_config(args.config))

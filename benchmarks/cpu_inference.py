@@ -45,7 +45,7 @@ from codec_speed import speech  # noqa: E402
 from official_layout import dac_kwargs, dac_state_dict, sat_config, sat_state_dict  # noqa: E402
 
 from taae.codec import Codec  # noqa: E402
-from taae.inference import InferenceOptions  # noqa: E402
+from taae.codec.inference import InferenceOptions  # noqa: E402
 from taae.models import _merge, from_config, generator_spec  # noqa: E402
 from taae.models.taae import TAAE, TAAEConfig, patch  # noqa: E402
 
@@ -200,8 +200,8 @@ def print_speed(results: dict, args) -> None:
 
 
 def quality(args) -> dict:
-    from taae.audio import load_audio
     from taae.eval.metrics import mel_distance, pesq_score, si_sdr, stoi_score
+    from taae.io.audio import load_audio
 
     files = sorted(Path(args.data).glob("*.wav"))
     if not files:
@@ -238,7 +238,7 @@ def quality(args) -> dict:
 
 
 def threads_check(args) -> dict:
-    from taae.threads import probe_threads
+    from taae.codec.threads import probe_threads
 
     x, ln = torch.randn(1, 75, 64), torch.nn.LayerNorm(64)
     a, w = torch.randn(1500, 768), torch.randn(768, 6144)

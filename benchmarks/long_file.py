@@ -37,8 +37,10 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 from codec_speed import speech  # noqa: E402
 
-from taae.codec import Codec, chunked  # noqa: E402
-from taae.models import generator_spec, instantiate  # noqa: E402
+from taae.codec import Codec  # noqa: E402
+from taae.codec.chunking import chunked  # noqa: E402
+from taae.io.registry import instantiate  # noqa: E402
+from taae.models import generator_spec  # noqa: E402
 from taae.models.base import num_frames  # noqa: E402
 
 QUICKSTART = ROOT / "runs/quickstart/checkpoints/last.ckpt"

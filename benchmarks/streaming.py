@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from codec_speed import speech  # noqa: E402
 
 from taae.codec import Codec  # noqa: E402
-from taae.stream_file import stream_signal, timing_stats  # noqa: E402
+from taae.codec.stream_file import stream_signal, timing_stats  # noqa: E402
 
 
 def build_codec(args) -> Codec:

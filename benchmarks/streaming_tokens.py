@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from codec_speed import speech  # noqa: E402
 from streaming import CAUSAL_TINY  # noqa: E402  (how causal_tiny.yaml composes: one place, streaming.py)
 
-from taae.streaming import init_state, latent_step  # noqa: E402
+from taae.codec.streaming import init_state, latent_step  # noqa: E402
 
 
 def build_model(args) -> torch.nn.Module:

@@ -30,11 +30,12 @@ try:
     import taae  # noqa: F401
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
-from taae.audio import save_audio  # noqa: E402
 from taae.codec import Codec  # noqa: E402
 from taae.data.prepare import prepare  # noqa: E402
+from taae.io.audio import save_audio  # noqa: E402
+from taae.io.registry import model_spec  # noqa: E402
 from taae.jobs.tokenize import tokenize  # noqa: E402
-from taae.models import from_config, model_spec  # noqa: E402
+from taae.models import from_config  # noqa: E402
 
 MODELS = {"tiny": [ROOT / "configs/taae/tiny.yaml"],
           "25m": [ROOT / "configs/taae/recipe.yaml", ROOT / "configs/taae/ladder/25m.yaml"],

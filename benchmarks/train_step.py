@@ -26,9 +26,9 @@ import lightning as L
 import torch
 import yaml
 
+from taae.io.registry import TRAINING_PARTS, instantiate, optimizer_factory
 from taae.models import _merge
 from taae.models.base import count_parameters
-from taae.safety import TRAINING_PARTS, instantiate, optimizer_factory
 
 
 class _Timer(L.Callback):

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from taae.atomic import check_not_input
 from taae.errors import DEBUG_FLAG, one_line, pop_debug, run_main
+from taae.io.atomic import check_not_input
 
 TOKEN_SUFFIXES = (".npz",)
 
@@ -99,7 +99,7 @@ def _codec(args, use_ema: bool = True):
     if getattr(args, "overlap_frames", None) is not None:
         kwargs["overlap_frames"] = args.overlap_frames
     if getattr(args, "precision", None) is not None:
-        from taae.inference import InferenceOptions
+        from taae.codec.inference import InferenceOptions
 
         kwargs["inference"] = InferenceOptions(args.threads, args.precision)
     return Codec.load(args.checkpoint, device=args.device, use_ema=use_ema, trust=args.trust_checkpoint,
@@ -107,7 +107,7 @@ def _codec(args, use_ema: bool = True):
 
 
 def cmd_encode(args) -> int:
-    from taae.audio import AUDIO_SUFFIXES
+    from taae.io.audio import AUDIO_SUFFIXES
 
     codec = _codec(args)
     jobs = find_jobs(args.input, args.output, AUDIO_SUFFIXES, TOKEN_SUFFIXES)
@@ -116,7 +116,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from taae.audio import save_audio
+    from taae.io.audio import save_audio
 
     codec = _codec(args)
 
@@ -128,7 +128,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from taae.stream_file import stream_file
+    from taae.codec.stream_file import stream_file
 
     report = stream_file(_codec(args), args.input, args.output, args.chunk_ms, args.preset, not args.no_normalize,
                          args.subtype, args.tokens)
@@ -149,7 +149,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from taae.interop import import_official
+    from taae.import_official import import_official
 
     for line in import_official(args.kind, args.sources, args.output, use_ema=not args.no_ema):
         print(line)
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="torch (default) or onnx: an export's onnx/ folder in ONNX Runtime (taae export --onnx)")
         p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "bf16"],
                        help="fp32 (default); int8 (AVX2 and up) and bf16 (CPUs with AMX or AVX512-BF16) trade "
-                       "accuracy for CPU speed (see taae.inference)")
+                       "accuracy for CPU speed (see taae.codec.inference)")
     encode = sub.choices["encode"]
     encode.add_argument("--preset", "-p", default=None,
                         help="preset name or alias (see `taae info`), or TAAE stages such as 5x5:1,0.25")

@@ -37,6 +37,14 @@ class ConfigError(UserError):
     catches those internally while it tries alternatives, and this one must reach the command line."""
 
 
+class UntrustedFileError(ValueError):
+    """A file asks for code to run (a pickled global, a class path off the registry, a nested spec); nothing was run."""
+
+
+class ModelTooLarge(ValueError):
+    """A file names a model larger than the weights it holds; refused before the model is allocated."""
+
+
 USER_ERRORS = (ValueError, OSError, UserError, argparse.ArgumentError)
 """ValueError covers AudioError and UntrustedFileError, UserError ConfigError and TrainingDiverged, OSError a full
 disk or a missing file."""

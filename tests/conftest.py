@@ -64,7 +64,7 @@ ASSETS = Path(__file__).parent / "assets"
 
 def demo_speech() -> torch.Tensor:
     """A real prompt from the demo speech set (1, T) at 16 kHz, loudness-normalised like every codec input."""
-    from taae.audio import load_audio, preprocess
+    from taae.io.audio import load_audio, preprocess
 
     wav, rate = load_audio(ASSETS / "speech_call_fwd.wav")
     return preprocess(wav, rate, 16000)

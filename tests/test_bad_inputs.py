@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from taae.tokens import TokenFile
+from taae.io.tokens import TokenFile
 
 
 def _token_file(tmp_path):
@@ -65,7 +65,7 @@ def test_an_extra_member_is_never_decompressed(tmp_path, monkeypatch):
 
 def test_stream_chunk_ms_inf_and_nan_are_one_line_errors():
     # Bug on main: --chunk-ms inf raised OverflowError (a traceback).
-    from taae.stream_file import chunk_frames_for
+    from taae.codec.stream_file import chunk_frames_for
 
     for value in (math.inf, math.nan, -40.0):
         with pytest.raises(ValueError, match="--chunk-ms"):
@@ -75,7 +75,7 @@ def test_stream_chunk_ms_inf_and_nan_are_one_line_errors():
 def test_a_bogus_device_is_a_one_line_error():
     # Bug on main: torch.device("bogus") raised RuntimeError with a multi-line message (a traceback).
     from taae.codec import Codec
-    from tests.test_codec import tiny_model
+    from tests.codec.test_codec import tiny_model
 
     with pytest.raises(ValueError, match=r"device 'bogus' is not a device torch knows"):
         Codec(tiny_model(), device="bogus")
@@ -97,7 +97,8 @@ def test_per_file_csv_cells_that_start_like_formulas_are_escaped():
     # Bug on main: a file named "=HYPERLINK(...)" landed in per_file.csv as a formula.
     import csv
 
-    from taae.eval.report import FileResult, csv_text
+    from taae.eval.report import csv_text
+    from taae.eval.results import FileResult
 
     rows = list(csv.reader(io.StringIO(csv_text([
         FileResult(file="=HYPERLINK(\"http://x\")", system="+sys", duration=1.0, errors={"=mel": "bad"}),
@@ -109,9 +110,9 @@ def test_per_file_csv_cells_that_start_like_formulas_are_escaped():
 def test_tokenize_never_advises_a_flag_it_lacks(tmp_path):
     # Bug on main: tokenize's refusal of a pickled checkpoint said "pass --trust-checkpoint", which it has not.
     from taae.data.prepare import prepare
+    from taae.errors import UntrustedFileError
     from taae.jobs.tokenize import tokenize
-    from taae.safety import UntrustedFileError
-    from tests.test_safety import _evil_checkpoint
+    from tests.io.test_safety import _evil_checkpoint
 
     src = tmp_path / "src"
     src.mkdir()

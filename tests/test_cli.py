@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 
 from taae.__main__ import main
-from taae.audio import save_audio
+from taae.io.audio import save_audio
+from tests.codec.test_codec import tiny_model, write_checkpoint
 from tests.conftest import synth_speech
-from tests.test_codec import tiny_model, write_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from taae.codec import Codec
 from taae.errors import condense_parser_error
 from taae.eval.run import main as evaluate_main
 from taae.training.cli import main as train_main
+from tests.codec.test_codec import tiny_model, write_checkpoint
 from tests.conftest import synth_speech
-from tests.test_codec import tiny_model, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["fit", "--config", "configs/taae/tiny.yaml"]

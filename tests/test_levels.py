@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from taae.__main__ import main
-from taae.audio import AudioError, load_audio, loudness, save_audio
 from taae.codec import Codec
+from taae.io.audio import AudioError, load_audio, loudness, save_audio
+from taae.io.tokens import TokenFile
 from taae.quantizers.token_spec import TokenSpec
-from taae.tokens import TokenFile
+from tests.codec.test_codec import tiny_model, write_checkpoint
 from tests.conftest import demo_speech
-from tests.test_codec import tiny_model, write_checkpoint
 
 PCM_STEPS = 32767.5
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from taae.data.datamodule import AudioDataModule
-    from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, find_audio_files, scan
+    from taae.data.dataset import AudioDataset, EpochSampler
+    from taae.data.files import AudioFile, find_audio_files, scan
     from taae.data.shar import SharDataModule
 
 __all__ = ["AudioDataModule", "AudioDataset", "AudioFile", "EpochSampler", "SharDataModule", "find_audio_files",

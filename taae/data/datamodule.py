@@ -2,7 +2,7 @@
 
 Shape legend: B batch, T samples (``segment_length``).
 
-Every item goes through :func:`taae.audio.preprocess` (mono, resample, loudness), the same path as inference.
+Every item goes through :func:`taae.io.audio.preprocess` (mono, resample, loudness), the same path as inference.
 Training randomness never touches global RNG state: the shuffled order is drawn from ``(seed, epoch)`` and each
 item's crop, loudness target and phase flip from ``(seed, epoch, index)``. A batch is therefore a function of
 (seed, epoch, position), whatever the worker count, and a run resumed from a mid-epoch checkpoint sees exactly
@@ -25,9 +25,10 @@ import lightning
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from taae.audio import TARGET_LUFS
-from taae.data.dataset import AudioDataset, AudioFile, EpochSampler, scan
+from taae.data.dataset import AudioDataset, EpochSampler
+from taae.data.files import AudioFile, scan
 from taae.data.position import Segment, Topology
+from taae.io.audio import TARGET_LUFS
 
 
 class AudioDataModule(lightning.LightningDataModule):

@@ -1,12 +1,13 @@
 """Prepare the demo speech set: the Asterisk English voice prompts, decoded to 16 kHz mono wav.
 
-    python -m taae.data.demo OUTDIR [--min-seconds 1.0] [--jobs N] [--skip-apt]
+    bash scripts/system_packages.sh           # once: ffmpeg, the prompt package, Codec 2 (apt-get)
+    python -m taae.data.demo OUTDIR [--min-seconds 1.0] [--jobs N]
 
 Source: the Debian package ``asterisk-core-sounds-en-g722`` (one female US-English speaker, studio quality,
 G.722 wideband at 16 kHz; about 360 prompts of at least 1 s, ~22 minutes). ffmpeg decodes it (sox has no G.722
-reader). Without ``--skip-apt`` the missing packages are installed with apt-get (through sudo when not root), and
-with them ``codec2`` (c2enc/c2dec), so that Codec 2 700C, the classic codec at TAAE's 700 bps, always stands beside
-the model in the quickstart's evaluation.
+reader). The Debian packages come from ``scripts/system_packages.sh`` (``make demo-data`` runs it), with ``codec2``
+(c2enc/c2dec) so that Codec 2 700C, the classic codec at TAAE's 700 bps, stands beside the model in the quickstart's
+evaluation; this module installs nothing and names what is missing.
 
 Layout written under OUTDIR (folders, so a data config can point ``train:`` at ``OUTDIR/train``)::
 
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from taae.atomic import write_text
+from taae.io.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +152,19 @@ def _installed(package: str) -> bool:
     return "install ok installed" in out.stdout
 
 
-def ensure_packages(skip_apt: bool = False) -> None:
-    """Install ffmpeg, the prompt package and Codec 2 with apt-get when missing (sudo when not root)."""
-    if not skip_apt:
-        missing = [p for p in ("ffmpeg", PACKAGE, *EVAL_PACKAGES) if not _installed(p)]
-        if missing:
-            if shutil.which("apt-get") is None:
-                raise RuntimeError(f"missing packages {missing} and no apt-get on this system; install them by hand")
-            sudo = [] if os.geteuid() == 0 else ["sudo"]
-            if sudo and shutil.which("sudo") is None:
-                raise RuntimeError(f"missing packages {missing}: not root and no sudo; install them by hand")
-            log.info("installing %s", " ".join(missing))
-            env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
-            _run(sudo + ["apt-get", "update", "-qq"], "apt-get update")
-            _run(
-                sudo + env_cmd + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-                f"apt-get install {' '.join(missing)}",
-            )
-    if shutil.which("ffmpeg") is None:
-        raise RuntimeError("ffmpeg not found on PATH (install it, or run without --skip-apt)")
-    if not _installed(PACKAGE):
-        raise RuntimeError(f"Debian package {PACKAGE} is not installed (run without --skip-apt, or apt-get it)")
+def check_packages() -> None:
+    """Refuse in one line, naming them, when ffmpeg or the prompt package is missing (the library installs
+    nothing; ``scripts/system_packages.sh`` does)."""
+    missing = [p for p in ("ffmpeg", PACKAGE) if not _installed(p)]
+    if shutil.which("ffmpeg") is None and "ffmpeg" not in missing:
+        missing.insert(0, "ffmpeg")
+    if missing:
+        raise RuntimeError(f"missing Debian packages {missing}: run `bash scripts/system_packages.sh` (apt-get, "
+                           "through sudo when not root) or `make demo-data`")
+    absent = [p for p in EVAL_PACKAGES if not _installed(p)]
+    if absent:
+        log.warning("%s not installed: the quickstart's evaluation will have no Codec 2 row "
+                    "(bash scripts/system_packages.sh)", ", ".join(absent))
 
 
 def list_package_files(package: str = PACKAGE) -> list[tuple[str, int]]:
@@ -212,7 +205,7 @@ def decode(src: str, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def prepare(outdir: str | Path, min_seconds: float = 1.0, jobs: int | None = None, skip_apt: bool = False) -> dict:
+def prepare(outdir: str | Path, min_seconds: float = 1.0, jobs: int | None = None) -> dict:
     """Build the demo set under ``outdir`` (see the module docstring for the layout).
 
     Returns:
@@ -220,7 +213,7 @@ def prepare(outdir: str | Path, min_seconds: float = 1.0, jobs: int | None = Non
     """
     start = time.perf_counter()
     out = Path(outdir)
-    ensure_packages(skip_apt)
+    check_packages()
     prompts = select_prompts(list_package_files(), min_seconds)
     by_name = {p.name: p for p in prompts}
     split = split_names(list(by_name))
@@ -282,11 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("outdir", help="output folder (train/, val/, test/ are created inside)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="drop prompts shorter than this")
     parser.add_argument("--jobs", type=int, default=None, help="parallel ffmpeg processes (default: CPU count)")
-    parser.add_argument("--skip-apt", action="store_true", help="never call apt-get; fail if packages are missing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        summary = prepare(args.outdir, args.min_seconds, args.jobs, args.skip_apt)
+        summary = prepare(args.outdir, args.min_seconds, args.jobs)
     except (RuntimeError, ValueError) as e:
         log.error("demo data preparation failed: %s", e)
         return 1

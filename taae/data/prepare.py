@@ -34,10 +34,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from taae.atomic import check_not_input
-from taae.audio import AUDIO_SUFFIXES, AudioError
-from taae.data.dataset import check_file, find_audio_files
-from taae.jobs.files import fsync_replace
+from taae.data.files import check_file, find_audio_files
+from taae.io.atomic import check_not_input, fsync_replace
+from taae.io.audio import AUDIO_SUFFIXES, AudioError
 
 AUDIO_FORMATS = ("flac", "wav")
 TEMP_PREFIX = ".tmp-"

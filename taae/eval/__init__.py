@@ -14,18 +14,10 @@ from taae.eval.metrics import (
     stft_distance,
     stoi_score,
 )
-from taae.eval.references import (
-    AddNoise,
-    Codec2,
-    CodecSystem,
-    Identity,
-    MuLaw8,
-    Opus,
-    System,
-    SystemOutput,
-    available_references,
-)
-from taae.eval.report import EvalReport, FileResult, MetricSummary, SystemSummary, summarize, write_report
+from taae.eval.references import AddNoise, Codec2, Identity, MuLaw8, Opus, available_references
+from taae.eval.report import write_report
+from taae.eval.results import EvalReport, FileResult, MetricSummary, SystemSummary, summarize
+from taae.eval.systems import CodecSystem, System, SystemOutput
 from taae.eval.token_stats import EntropyStats, entropy_bitrate
 
 __all__ = [

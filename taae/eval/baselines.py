@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from taae.eval.inputs import content_hash
-from taae.eval.references import System
+from taae.eval.systems import System
 
 
 @dataclass(frozen=True)

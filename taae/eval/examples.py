@@ -18,9 +18,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from taae.eval.atomic import atomic_write_bytes
 from taae.eval.plots import MelImageConfig, colour_scale, log_mel_db, spectrogram_png, write_colourbar
-from taae.eval.report import (
+from taae.eval.results import (
     COLUMN_TITLES,
     DIGITS,
     REFERENCE_EXAMPLES,
@@ -29,6 +28,7 @@ from taae.eval.report import (
     SystemSummary,
     example_path,
 )
+from taae.io.atomic import write_bytes
 
 COLOURBAR_PNG = "spectrogram_scale.png"
 IDENTITY = "identity"  # taae.eval.references.Identity.name: its output is the reference, bit for bit
@@ -153,7 +153,7 @@ def collect_examples(report: EvalReport, results: list[FileResult], out_dir: str
         for card, path in cards:
             if path is not None:
                 png = path.with_suffix(".png")
-                atomic_write_bytes(png, spectrogram_png(spectra[path], scale, mel.cmap))
+                write_bytes(png, spectrogram_png(spectra[path], scale, mel.cmap))
                 card.png = _url(png.relative_to(out))
         examples.append(Example(index, file, durations[index], [c for c, _ in cards]))
     return examples

@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taae.eval.atomic import atomic_write_text
 from taae.eval.examples import CAPTION_METRICS, COLOURBAR_PNG, Example, ExampleCard, collect_examples
 from taae.eval.plots import MelImageConfig
-from taae.eval.report import PAPER_NOTE, EvalReport, FileResult, paper_row, report_notes, table_header, table_rows
+from taae.eval.results import PAPER_NOTE, EvalReport, FileResult, paper_row, report_notes, table_header, table_rows
+from taae.io.atomic import write_text
 
 HTML_NAME = "report.html"
 
@@ -194,4 +194,4 @@ def write_html(report: EvalReport, results: list[FileResult], out_dir: str | Pat
     out = Path(out_dir)
     cfg = config or HtmlConfig()
     examples = collect_examples(report, results, out, cfg.mel, cfg.caption_metrics)
-    return atomic_write_text(out / HTML_NAME, render_html(report, examples, cfg, figure))
+    return write_text(out / HTML_NAME, render_html(report, examples, cfg, figure))

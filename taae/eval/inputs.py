@@ -1,6 +1,6 @@
 """Evaluation inputs (§8): which audio files a run covers, and each reference as every system sees it.
 
-Data is a folder (searched recursively for ``taae.audio.AUDIO_SUFFIXES``) or a manifest: .txt with one path per
+Data is a folder (searched recursively for ``taae.io.audio.AUDIO_SUFFIXES``) or a manifest: .txt with one path per
 line, .tsv/.csv with a path column, .jsonl with a path key. Each reference is loaded and preprocessed exactly as
 the codec preprocesses its input (mono, resampled to the model rate, loudness-normalised to -20 LUFS, §1); that
 preprocessed signal is both what every system codes and what its output is scored against.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from taae.atomic import same_file
-from taae.audio import AUDIO_SUFFIXES, TARGET_LUFS
-from taae.data.dataset import find_audio_files
+from taae.data.files import find_audio_files
+from taae.io.atomic import same_file
+from taae.io.audio import AUDIO_SUFFIXES, TARGET_LUFS
 
 
 def list_audio_files(data: str | Path, max_files: int | None = None, exclude: str | Path | None = None) -> list[Path]:
@@ -55,7 +55,7 @@ def load_reference(path: Path, codec, sample_rate: int) -> torch.Tensor:
     Raises:
         ValueError: for non-finite samples after preprocessing. Loading errors propagate.
     """
-    from taae.audio import load_audio, preprocess
+    from taae.io.audio import load_audio, preprocess
 
     wav, sr = load_audio(path)
     ref = codec.preprocess(wav, sr) if codec is not None else preprocess(wav, sr, sample_rate, TARGET_LUFS)

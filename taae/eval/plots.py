@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from taae.eval.atomic import atomic_write_bytes
 from taae.eval.metrics import HIGHER_IS_BETTER
+from taae.eval.results import COLUMN_TITLES, EvalReport, SystemSummary
+from taae.io.atomic import write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from taae.eval.report import EvalReport, SystemSummary
 
 RATE_QUALITY_METRICS = ("pesq_wb", "stoi", "mel", "mos")
 """Panels of the bitrate-vs-quality plot, in order; those the evaluation did not compute are left out."""
@@ -132,7 +131,7 @@ def write_colourbar(path: str | Path, scale: ColourScale, cmap: str = "magma") -
     bar = fig.colorbar(ScalarMappable(Normalize(-span, 0.0), cmap), cax=ax, orientation="horizontal")
     bar.set_label("log-mel power, dB below the loudest reference bin", fontsize=8)
     ax.tick_params(labelsize=8)
-    return atomic_write_bytes(path, _figure_png(fig))
+    return write_bytes(path, _figure_png(fig))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -159,8 +158,6 @@ def rate_quality_figure(report: EvalReport, metrics: Sequence[str] = RATE_QUALIT
     """
     import matplotlib
     from matplotlib.figure import Figure
-
-    from taae.eval.report import COLUMN_TITLES
 
     def mean(s: SystemSummary, m: str) -> float | None:
         v = s.metrics[m].mean if m in s.metrics else None
@@ -215,4 +212,4 @@ def write_rate_quality_plot(report: EvalReport, path: str | Path,
                             metrics: Sequence[str] = RATE_QUALITY_METRICS) -> Path | None:
     """Save ``rate_quality_figure`` as PNG at ``path``; None (nothing written) when there is nothing to plot."""
     fig = rate_quality_figure(report, metrics)
-    return None if fig is None else atomic_write_bytes(path, _figure_png(fig))
+    return None if fig is None else write_bytes(path, _figure_png(fig))

@@ -34,18 +34,12 @@ from taae.errors import DEBUG_FLAG, pop_debug, run_main
 from taae.eval.baselines import BaselineSystem, load_baselines
 from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference, select_subset
 from taae.eval.metrics import optional_metrics_status
-from taae.eval.references import CodecSystem, System, available_references
-from taae.eval.report import (
-    REFERENCE_EXAMPLES,
-    EvalReport,
-    FileResult,
-    example_path,
-    markdown_table,
-    summarize_system,
-    write_report,
-)
+from taae.eval.references import available_references
+from taae.eval.report import markdown_table, write_report
+from taae.eval.results import REFERENCE_EXAMPLES, EvalReport, FileResult, example_path, summarize_system
 from taae.eval.scoring import ScoreJob, ScoringPool
 from taae.eval.speech_models import speech_scorer
+from taae.eval.systems import CodecSystem, System
 from taae.eval.token_stats import entropy_bitrate
 
 log = logging.getLogger(__name__)
@@ -294,7 +288,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 
 
 def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    from taae.audio import save_audio
+    from taae.io.audio import save_audio
 
     # save_audio creates the folder; report.html finds the example under the same name.
     save_audio(out_dir / example_path(system, index, path.name), torch.from_numpy(audio).reshape(1, -1), sample_rate)

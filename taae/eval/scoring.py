@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from taae.eval.metrics import compute_metrics
-from taae.eval.references import System
-from taae.eval.report import FileResult
+from taae.eval.results import FileResult
+from taae.eval.systems import System
 
 QUEUE_PER_WORKER = 4
 """Jobs in flight per worker before ``submit`` waits: audio waiting in the queue costs memory."""

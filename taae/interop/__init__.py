@@ -1,11 +1,12 @@
 """Released weights of the official codecs, run by taae: stable-codec's TAAE and DAC's RVQGAN.
 
 - :mod:`taae.interop.stable_codec`: stable-audio-tools' TAAE layout and JSON → taae's ``TAAE``;
-- :mod:`taae.interop.stable_codec_tokens`: stable-codec's own token IDs (``token_rule="stable-codec"``);
+- :mod:`taae.quantizers.stable_codec_tokens`: stable-codec's own token IDs (``token_rule="stable-codec"``);
 - :mod:`taae.interop.dac`: descript-audio-codec 1.0.0 weights → taae's ``RVQGAN``;
 - :mod:`taae.interop.weights`: tensor-only reading and strict key maps shared by both.
 
-``import_official`` is what ``taae import`` runs; ``detect`` lets ``Codec.load`` take an official folder or file.
+``load_official`` is what ``taae import`` (:mod:`taae.import_official`) converts; ``detect`` lets ``Codec.load`` take an
+official folder or file.
 Parity with the official code is proven on random-init official models through the fixtures under
 ``tests/fixtures/interop`` (``scripts/make_interop_fixtures.py``); the official packages are never imported here.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-__all__ = ["KINDS", "detect", "import_official", "load_official"]
+__all__ = ["KINDS", "detect", "load_official"]
 
 KINDS = ("stable-codec", "dac")
 
@@ -49,19 +50,3 @@ def detect(path: str | Path) -> str | None:
     if path.is_file() and path.suffix == ".pth":
         return "dac"
     return None
-
-
-def import_official(kind: str, sources: list[str | Path], out: str | Path, use_ema: bool = True) -> list[str]:
-    """Convert official files to a taae export folder (``config.json`` + ``model.safetensors``); returns the report."""
-    from taae.atomic import check_not_input
-    from taae.codec import Codec
-    from taae.export import CONFIG_NAME, WEIGHTS_NAME
-
-    inputs = [f for s in map(Path, sources) for f in (sorted(s.iterdir()) if s.is_dir() else [s])]
-    for name in (CONFIG_NAME, WEIGHTS_NAME):  # a released folder's model.safetensors has the export's name
-        check_not_input(Path(out) / name, inputs)
-    model, notes = load_official(kind, sources, use_ema)
-    codec = Codec(model, weights=f"{kind} import")
-    codec.export(out)
-    notes.append(f"wrote {out}: {type(model).__name__}, {codec.num_parameters:,} parameters, hash {codec.model_hash}")
-    return notes

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taae.atomic import new_file_mode
-from taae.jobs.files import fsync_replace, write_atomic, write_json_atomic
+from taae.io.atomic import atomic_write, fsync_replace, new_file_mode, write_json
 from taae.jobs.token_shards import load_manifest, read_token_shard
 
 
@@ -55,11 +54,13 @@ def export_tokens(tokens_dir: str | os.PathLike, out: str | os.PathLike) -> dict
         fsync_replace(tmp, out / "tokens.npy")
     finally:
         Path(tmp).unlink(missing_ok=True)
-    write_atomic(out / "offsets.npy", lambda f: np.save(f, np.asarray(offsets, dtype=np.int64)))
-    write_atomic(out / "cut_ids.txt", lambda f: f.write("".join(f"{i}\n" for i in ids).encode()))
+    with atomic_write(out / "offsets.npy") as f:
+        np.save(f, np.asarray(offsets, dtype=np.int64))
+    with atomic_write(out / "cut_ids.txt") as f:
+        f.write("".join(f"{i}\n" for i in ids).encode())
     info = {key: manifest[key] for key in ("model_hash", "preset", "vocab_sizes", "frame_rate", "sample_rate",
                                            "dtype", "normalize")}
     info |= {"source": str(tokens_dir), "cuts": len(ids), "frames": frames, "hours": manifest["hours"],
              "files": {"tokens": "tokens.npy", "offsets": "offsets.npy", "cut_ids": "cut_ids.txt"}}
-    write_json_atomic(out / "export.json", info)
+    write_json(out / "export.json", info)
     return info

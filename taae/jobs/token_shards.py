@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from taae.jobs.files import fsync_replace, write_atomic, write_json_atomic
-from taae.tokens import storage_dtype
+from taae.io.atomic import atomic_write, fsync_replace, write_json
+from taae.io.tokens import storage_dtype
 
 FORMAT = "taae-token-shards"
 FORMAT_VERSION = 1
@@ -97,7 +97,8 @@ def write_token_shard(out: Path, number: int, job: TokenJob, source: str, cuts: 
             "cut_ids": np.array([c["cut_id"] for c in kept], dtype=np.str_),
             "num_samples": np.array([c["num_samples"] for c in kept], dtype=np.int64),
         }
-        write_atomic(target, lambda f: np.savez(f, **payload))
+        with atomic_write(target) as f:
+            np.savez(f, **payload)
     summary = {
         "format": FORMAT, "version": FORMAT_VERSION, **job.to_dict(), "shard": number, "source": source,
         "data": target.name, "data_bytes": target.stat().st_size, "cuts": len(kept),
@@ -105,7 +106,7 @@ def write_token_shard(out: Path, number: int, job: TokenJob, source: str, cuts: 
         "seconds": float(sum(c["num_samples"] for c in kept)) / job.sample_rate,
         "skipped": [{"cut_id": c["cut_id"], "reason": c["error"]} for c in cuts if c["tokens"] is None],
     }
-    write_json_atomic(summary_path(out, number), summary)  # last: marks the shard complete
+    write_json(summary_path(out, number), summary)  # last: marks the shard complete
     return summary
 
 
@@ -157,7 +158,7 @@ def write_manifest(out: Path, job: TokenJob, source: str, num_shards: int) -> di
         "frames": sum(s["frames"] for s in shards), "hours": sum(s["seconds"] for s in shards) / 3600,
         "shards": shards,
     }
-    write_json_atomic(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     return manifest
 
 

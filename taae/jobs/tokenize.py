@@ -31,11 +31,11 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from taae.atomic import check_not_input
-from taae.audio import preprocess
-from taae.batching import encode_items, group_by_frames, max_frames_of
+from taae.codec.batching import encode_items, group_by_frames, max_frames_of
 from taae.data.dataset import LOAD_ERRORS
-from taae.data.shar import Shard, list_shards, read_range
+from taae.data.shards import Shard, list_shards, read_range
+from taae.io.atomic import check_not_input
+from taae.io.audio import preprocess
 from taae.jobs.token_shards import (
     TOKEN_FORMATS,
     TokenJob,
@@ -115,7 +115,7 @@ class ShardCuts(IterableDataset):
 
 class BucketedCuts(IterableDataset):
     """``--batch-seconds``: a shard's cuts (as :class:`ShardCuts` yields them) regrouped into lists of cuts with
-    equal frame counts, at most ``max_frames`` frames per list (:func:`taae.batching.group_by_frames`); unreadable
+    equal frame counts, at most ``max_frames`` frames per list (:func:`taae.codec.batching.group_by_frames`); unreadable
     cuts and empty shards pass as one-item lists. Whole shards are buffered: their cuts arrive together."""
 
     def __init__(self, cuts: ShardCuts, hop_length: int, max_frames: int):
@@ -141,7 +141,7 @@ class BucketedCuts(IterableDataset):
 class TokenizerModule(L.LightningModule):
     """Wraps a :class:`taae.codec.Codec` for ``predict``: one cut in, its (K, S) tokens out; or, with
     ``--batch-seconds``, a list of cuts of equal frame counts in, one forward, a list out (the same tokens,
-    :mod:`taae.batching`)."""
+    :mod:`taae.codec.batching`)."""
 
     def __init__(self, codec, preset: str):
         super().__init__()

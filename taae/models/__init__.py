@@ -1,32 +1,17 @@
-"""Codec models. ``from_config(path)`` builds the generator a training YAML describes.
-
-``instantiate`` and ``import_class`` are :mod:`taae.safety`'s registry-checked builders, re-exported here.
-"""
+"""Codec models. ``from_config(path)`` builds the generator a training YAML describes (registry-checked,
+:mod:`taae.io.registry`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
 from torch import nn
 
-from taae.safety import import_class, instantiate
+from taae.io.registry import instantiate
 
-__all__ = ["from_config", "generator_spec", "import_class", "instantiate", "model_spec"]
-
-
-def model_spec(model: nn.Module) -> dict[str, Any] | None:
-    """The inverse of ``instantiate`` for a codec model: ``{class_path, init_args: {config: {...}}}``.
-
-    Works for any model whose constructor takes its config dataclass (TAAE, RVQGAN); None otherwise.
-    """
-    config = getattr(model, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        return None
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
-    return {"class_path": f"{type(model).__module__}.{type(model).__qualname__}", "init_args": {"config": values}}
+__all__ = ["from_config", "generator_spec"]
 
 
 def generator_spec(config: dict[str, Any]) -> dict[str, Any]:

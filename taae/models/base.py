@@ -23,12 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from taae.quantizers.token_spec import TokenSpec as TokenSpec  # its old home: code outside taae imports it here
-
 # The interface above is written as code in taae.models.interface (CodecModel, a runtime-checkable Protocol).
-
-CODEC_METHODS = ("encode", "decode", "presets")
-"""What a class must have to be loaded as a codec model from a checkpoint or an export (checked before it is built)."""
 
 
 @dataclass

@@ -59,6 +59,14 @@ class CodecModel(Protocol):
         """Every token layout the model emits, by name; ``native`` always exists."""
         ...
 
+    def aliases(self) -> dict[str, str]:
+        """Short names → full preset names (``700bps`` → ``2x15625_700bps``); empty when the names are the presets."""
+        ...
+
+    def resolve_preset(self, preset: str | None) -> str:
+        """The model's full preset name for ``preset`` (None: ``native``): the one place its names are decided."""
+        ...
+
     def num_parameters(self) -> int:
         ...
 

@@ -216,11 +216,20 @@ class RVQGAN(ComputeAccounting, nn.Module):
     def presets(self) -> dict[str, TokenSpec]:
         return dict(self._presets)
 
-    def _preset(self, preset: str | None) -> TokenSpec:
-        name = "native" if preset is None else preset
+    def aliases(self) -> dict[str, str]:
+        """None: the ``{bps}bps`` names are presets of their own (a token file records the name it was asked for)."""
+        return {}
+
+    def resolve_preset(self, preset: str | None) -> str:
+        """The one place an RVQGAN preset is decided: ``None``/``native``, ``{k}q`` or ``{bps}bps``."""
+        name = "native" if preset is None else str(preset)
         if name not in self._presets:
-            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(self._presets)}")
-        return self._presets[name]
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(self._presets)} (an RVQGAN takes "
+                             "no stages)")
+        return name
+
+    def _preset(self, preset: str | None) -> TokenSpec:
+        return self._presets[self.resolve_preset(preset)]
 
     def num_parameters(self) -> int:
         return count_parameters(self)

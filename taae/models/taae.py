@@ -13,7 +13,8 @@ head dim 128); the widths and depths are ours (the paper's are not published, §
 
 ``causal: true`` builds the paper's causal variant (arXiv 2411.19842, Table 11; §9 item 13): the same layers with
 left-padded convs (:mod:`taae.nn.causal_conv`) and windows (left, 0), so every output depends only on the past and
-the current 40 ms frame. It streams exactly (:mod:`taae.streaming`) and has the non-causal model's parameter names.
+the current 40 ms frame. It streams exactly (:mod:`taae.codec.streaming`) and has the non-causal model's parameter
+names.
 
 Section signs (§) cite the project's ``docs/decisions.md``; the paper is cited as arXiv 2411.19842.
 """
@@ -33,7 +34,8 @@ from taae.nn.causal_conv import conv_layers
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
-from taae.quantizers.residual_fsq import PostHocResidualFSQ
+from taae.quantizers.residual_fsq import PRESET_ALIASES, PostHocResidualFSQ
+from taae.quantizers.stages import STAGES_PATTERN, parse_stages
 from taae.quantizers.token_spec import TokenSpec
 
 
@@ -85,7 +87,7 @@ class TAAEConfig:
     (needed to load the released weights, see taae.interop); False gives every stage taae's 1×1 projection."""
     token_rule: str = "taae"
     """How post-hoc tokens are formed: ``taae`` (canonical, round half up) or ``stable-codec`` (that package's own
-    rounding and float order, so that its token datasets and ours agree; see taae.interop.stable_codec_tokens)."""
+    rounding and float order, so that its token datasets and ours agree; see taae.quantizers.stable_codec_tokens)."""
     presets: dict[str, ResidualPreset] = field(default_factory=dict)
     """User post-hoc residual FSQ presets by name, beside the built-in 400/700/1000 bps ones (§4); ``add_preset``
     records here, so exports and checkpoints that carry the config keep them."""
@@ -285,16 +287,16 @@ class TAAE(ComputeAccounting, nn.Module):
     @torch.no_grad()
     def encode(self, wav: Tensor, preset: str | None = None) -> Tensor:
         """(B, 1, T) → tokens (B, K, S) int64; eval quantisation whatever the module's mode."""
-        name = self._resolve(preset)
+        name = self.resolve_preset(preset)
         return self.tokens_from_latent(self.encode_unbounded(wav), name)
 
     @torch.no_grad()
     def tokens_from_latent(self, z: Tensor, preset: str | None = None) -> Tensor:
         """The encoder's latent before tanh (B, D, S) → tokens (B, K, S) int64: the quantising half of
         :meth:`encode` (the streaming path calls it per chunk)."""
-        name = self._resolve(preset)
+        name = self.resolve_preset(preset)
         if self.config.token_rule == "stable-codec":
-            from taae.interop.stable_codec_tokens import stable_codec_tokens
+            from taae.quantizers.stable_codec_tokens import stable_codec_tokens
 
             stages = None if name == "native" else self._residual(name).stages
             return stable_codec_tokens(z, stages, self.quantizer.levels)
@@ -312,7 +314,7 @@ class TAAE(ComputeAccounting, nn.Module):
     @torch.no_grad()
     def codes_from_tokens(self, tokens: Tensor, preset: str | None = None) -> Tensor:
         """tokens (B, K, S) → codes (B, D, S) in the decoder's dtype and device: the first half of :meth:`decode`."""
-        name = self._resolve(preset)
+        name = self.resolve_preset(preset)
         if name == "native":
             self.quantizer.token_spec(self.frame_rate).check_tokens(tokens)
             codes = self.quantizer.indices_to_codes(tokens[:, 0])
@@ -320,6 +322,28 @@ class TAAE(ComputeAccounting, nn.Module):
             codes = self._residual(name).decode(tokens)  # checks K and every token's range itself
         weight = next(self.decoder.parameters())
         return codes.to(device=weight.device, dtype=weight.dtype)
+
+    def aliases(self) -> dict[str, str]:
+        """Short names of this model's built-in presets, ``700bps`` → ``2x15625_700bps`` (token files record the full
+        name)."""
+        return {alias: name for alias, name in PRESET_ALIASES.items() if self.residual.canonical(name) == name}
+
+    def resolve_preset(self, preset: str | None) -> str:
+        """The one place a TAAE preset is decided: ``None``/``native``, a preset name, an alias (``700bps``), or
+        stages written as text (``"5x5:1,0.25"``, registered as a user preset on first use). Returns the full name.
+        """
+        name = "native" if preset is None else str(preset)
+        if name == "native":
+            return name
+        canonical = self.residual.canonical(name)
+        if canonical is not None:
+            return canonical
+        if STAGES_PATTERN.fullmatch(name):
+            self.add_preset(name, parse_stages(name))
+            return name
+        note = "" if self.config.latent_dim == 6 else " (the built-in presets need latent_dim 6)"
+        raise ValueError(f"unknown preset {name!r}; known presets: {['native', *self.residual.names()]}, or stages "
+                         f"such as '5x5:1,0.25'{note}")
 
     def presets(self) -> dict[str, TokenSpec]:
         """``native`` (one 17^6 token), the built-in residual presets with their bps aliases, and user presets."""
@@ -346,16 +370,8 @@ class TAAE(ComputeAccounting, nn.Module):
         return taae_flops(self.config, num_samples)
 
     # -- helpers ---------------------------------------------------------------------------------------------
-    def _resolve(self, preset: str | None) -> str:
-        name = "native" if preset in (None, "native") else self.residual.canonical(preset)
-        if name is None:
-            known = ["native", *self.residual.names()]
-            note = "" if self.config.latent_dim == 6 else " (the built-in presets need latent_dim 6)"
-            raise ValueError(f"unknown preset {preset!r}; known presets: {known}{note}")
-        return name
-
     def _residual(self, preset: str) -> PostHocResidualFSQ:
-        return self.residual[self._resolve(preset)]
+        return self.residual[self.resolve_preset(preset)]
 
     @staticmethod
     def _check_wav(wav: Tensor) -> None:

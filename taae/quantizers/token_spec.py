@@ -3,7 +3,7 @@
 Shape legend: B batch, K tokens per frame (stages or codebooks), S latent frames.
 
 It sits with the quantizers, the lowest layer that makes tokens: the FSQ and residual FSQ quantizers, both codec
-models, the token file format (``taae.tokens``) and the token statistics of evaluation all import it from here.
+models, the token file format (``taae.io.tokens``) and the token statistics of evaluation all import it from here.
 Bitrates follow the paper's convention of whole bits per token, ⌈log2 V⌉ (arXiv 2411.19842, Table 1: 400 / 700 /
 1000 bps), with the exact log2 V figures alongside.
 """

@@ -3,7 +3,7 @@
 A study runs for hours and is meant to be interrupted and resumed: a half-written ``result.json`` would mark a
 rung as finished with garbage in it. Every file is written to a temporary file in the same folder, flushed to
 disk (fsync) and renamed over the target (``os.replace`` is atomic within one file system). Text goes through
-:mod:`taae.atomic`; ``taae.atomic.write_with`` is the same for writers that need a path (checkpoints, figures).
+:mod:`taae.io.atomic`; ``taae.io.atomic.write_with`` is the same for writers that need a path (checkpoints, figures).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taae.atomic import write_text as atomic_write_text
+from taae.io.atomic import write_text as atomic_write_text
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from taae.atomic import write_with
 from taae.eval.metrics import HIGHER_IS_BETTER
+from taae.io.atomic import write_with
 from taae.scaling import files
 from taae.scaling.fit import PowerLawFit, bootstrap_fit, bootstrap_means, rung_means
 from taae.scaling.table import X_AXES, Series, series

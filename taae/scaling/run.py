@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from taae.atomic import write_with
-from taae.models import instantiate
+from taae.io.atomic import write_with
+from taae.io.registry import instantiate
 from taae.scaling import files, table
 from taae.scaling.ladder import Budget, Ladder, Rung, settings_record
 

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from taae.audio import save_audio
+from taae.io.audio import save_audio
 from taae.losses.spectral import mel_spectrogram
 
 

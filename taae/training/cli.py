@@ -18,7 +18,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from taae.errors import ConfigError, pop_debug, run_main
-from taae.safety import check_resumable
+from taae.io.checkpoints import check_resumable
 from taae.training.module import CodecModule
 from taae.training.rundir import run_dirs_filled
 

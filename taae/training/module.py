@@ -38,7 +38,9 @@ from torch.nn.utils import clip_grad_norm_
 
 from taae import __version__
 from taae.eval.metrics import si_sdr
-from taae.export import load_strict
+from taae.io.checkpoints import load_checkpoint, make_checkpoint_safe
+from taae.io.export import load_strict
+from taae.io.registry import model_spec
 from taae.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
@@ -47,9 +49,7 @@ from taae.losses import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from taae.models import model_spec
 from taae.models.interface import check_codec_model
-from taae.safety import load_checkpoint, make_checkpoint_safe
 from taae.training.balancer import Combined, GradientBalancer, WeightedSum, output_gradients
 from taae.training.distributed import finite_on_all_ranks
 from taae.training.ema import EMA

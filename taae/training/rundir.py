@@ -62,7 +62,7 @@ def _is_subclass(entry: Any, base: type) -> bool:
     if not isinstance(class_path, str):
         return False
     # The trainer section is the user's own command line, which jsonargparse has already imported; the class
-    # allow-list (taae.safety) guards specs read from checkpoints and exports, not this.
+    # allow-list (taae.io.registry) guards specs read from checkpoints and exports, not this.
     module, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)

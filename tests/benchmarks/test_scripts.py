@@ -50,7 +50,7 @@ ELSEWHERE = {
     "official_layout.py": "cpu_inference.py's smoke run (the 25m and dac16k layouts)",
     "recipe_ablation.py": "test_recipe_ablation_calibrates below",
     "scale_recipe.py": "tests/benchmarks/test_scale_recipe.py (one variant, one batch, trained and scored)",
-    "streaming_tokens.py": "tests/test_streaming.py (the streaming-token benchmark's smoke run)",
+    "streaming_tokens.py": "tests/codec/test_streaming.py (the streaming-token benchmark's smoke run)",
     "stage2.py": "test_stage2_runs_both_stages_and_prints_one_table below",
 }
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from taae.audio import loudness, save_audio
 from taae.data import AudioDataModule, EpochSampler, find_audio_files
+from taae.io.audio import loudness, save_audio
 from tests.conftest import batch_recorder, synth_speech
 
 SEG = 4000

@@ -129,8 +129,8 @@ def test_bad_arguments_raise_one_line_errors(tmp_path):
 
 def test_a_truncated_wav_is_refused_by_training_and_prepare_as_encode_refuses_it(tmp_path):
     # Bug on main: check_file (training data, taae prepare) read a truncated WAV as a shorter valid one.
-    from taae.audio import AudioError
-    from taae.data.dataset import check_file
+    from taae.data.files import check_file
+    from taae.io.audio import AudioError
 
     src = write_folder(tmp_path / "src", 1, seconds=1.0)
     data = (src / "sub" / "utt00.wav").read_bytes()

@@ -11,7 +11,8 @@ import torch
 from taae.data import AudioDataModule, SharDataModule
 from taae.data.dataset import ItemMaker
 from taae.data.prepare import prepare, shard_names
-from taae.data.shar import SharStream, list_shards
+from taae.data.shar import SharStream
+from taae.data.shards import list_shards
 from tests.conftest import batch_recorder, garble_first_member, synth_speech
 
 SEG = 1280

@@ -14,9 +14,9 @@ import soundfile as sf
 from matplotlib.image import imread
 
 from taae.eval.examples import IDENTITY, card_systems, collect_examples, format_bitrate
-from taae.eval.report import EvalReport, FileResult, example_path, summarize_system
+from taae.eval.results import EvalReport, FileResult, example_path, summarize_system
+from tests.codec.test_codec import tiny_model, write_checkpoint
 from tests.conftest import synth_speech
-from tests.test_codec import tiny_model, write_checkpoint
 
 FILES = {"utt one.wav": 1.0, "b#2.wav": 0.6}  # a space and a '#': links must be quoted to resolve
 ROW_ORDER_JS = 'Array.from(document.querySelectorAll("tbody tr")).map(r => r.dataset.system)'
@@ -147,7 +147,10 @@ def test_examples_share_one_colour_scale_and_show_failures(tmp_path):
 
 @pytest.mark.slow
 def test_report_in_headless_chromium(evaluation):
-    from taae.eval.browser import BrowserError, Chromium
+    from tests.scripts import load_script
+
+    browser_module = load_script("browser")
+    BrowserError, Chromium = browser_module.BrowserError, browser_module.Chromium
 
     try:
         browser = Chromium()

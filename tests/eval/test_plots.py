@@ -17,7 +17,7 @@ from taae.eval.plots import (
     spectrogram_png,
     write_rate_quality_plot,
 )
-from taae.eval.report import EvalReport, MetricSummary, SystemSummary
+from taae.eval.results import EvalReport, MetricSummary, SystemSummary
 
 SR = 16000
 

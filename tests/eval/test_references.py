@@ -4,17 +4,8 @@ import pytest
 import torch
 
 from taae.eval.metrics import si_sdr
-from taae.eval.references import (
-    AddNoise,
-    Codec2,
-    CodecSystem,
-    Identity,
-    MuLaw8,
-    Opus,
-    available_references,
-    envelope_delay,
-    match_length,
-)
+from taae.eval.references import AddNoise, Codec2, Identity, MuLaw8, Opus, available_references, envelope_delay
+from taae.eval.systems import CodecSystem, match_length
 from taae.quantizers.token_spec import TokenSpec
 
 SR = 16000

@@ -9,16 +9,8 @@ import pytest
 import soundfile as sf
 
 from taae.eval.inputs import list_audio_files
-from taae.eval.report import (
-    EvalReport,
-    FileResult,
-    markdown_table,
-    report_notes,
-    summarize,
-    summarize_system,
-    table_header,
-    write_report,
-)
+from taae.eval.report import markdown_table, write_report
+from taae.eval.results import EvalReport, FileResult, report_notes, summarize, summarize_system, table_header
 from taae.eval.token_stats import EntropyStats
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,10 @@ import lightning as L
 import pytest
 import torch
 
-from taae.codec import Codec, parse_stages
+from taae.codec import Codec
 from taae.models.rvqgan import RVQGAN, RVQGANConfig
 from taae.models.taae import TAAE, TAAEConfig
+from taae.quantizers.stages import parse_stages
 from tests.conftest import synth_speech
 from tests.training.test_module import make_module
 

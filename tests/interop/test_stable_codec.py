@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from taae.codec import Codec
-from taae.interop import import_official
+from taae.import_official import import_official
 from taae.interop.stable_codec import config_from_official, load_stable_codec, official_name
 from tests.interop.common import PRESETS, SCHEMA_DIR, STABLE_CODEC_DIR, TRAINED_DIR, checked_speech, outputs
 

@@ -75,7 +75,8 @@ def test_a_module_that_is_not_a_codec_is_refused_naming_what_it_lacks():
 
 def test_protocol_members_lists_what_the_protocol_declares():
     assert protocol_members(CodecModel) == ["config", "loss_terms", "sample_rate", "hop_length", "frame_rate",
-                                            "forward", "encode", "decode", "presets", "num_parameters"]
+                                            "forward", "encode", "decode", "presets", "aliases", "resolve_preset",
+                                            "num_parameters"]
     assert protocol_members(SupportsUserPresets) == ["add_preset"]
 
 

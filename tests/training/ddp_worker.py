@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
 from taae.data import SharDataModule
-from taae.export import weights_hash
+from taae.io.export import weights_hash
 from taae.losses import MultiScaleMelLoss
 from taae.models.discriminators import ComplexSTFTDiscriminator
 from taae.models.taae import TAAE, TAAEConfig

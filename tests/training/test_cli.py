@@ -78,7 +78,7 @@ def test_a_checkpoint_from_training_loads_without_the_trust_flag(tmp_path):
     import torch
 
     from taae.codec import Codec
-    from taae.safety import load_checkpoint, unsafe_entries
+    from taae.io.checkpoints import load_checkpoint, unsafe_entries
 
     ckpt = tmp_path / "checkpoints"
     # What configs/trainer/cpu.yaml records: loggers, a monitored checkpoint, the LR monitor, a scheduler.
@@ -103,7 +103,7 @@ def test_a_checkpoint_from_training_loads_without_the_trust_flag(tmp_path):
 def test_resuming_from_an_unsafe_checkpoint_is_a_one_line_refusal(tmp_path, capsys):
     # Bug on main: Lightning's weights_only load raised UnpicklingError with torch's paragraph (a traceback).
     from taae.training.cli import main
-    from tests.test_safety import _evil_checkpoint
+    from tests.io.test_safety import _evil_checkpoint
 
     marker = tmp_path / "pwned"
     evil = _evil_checkpoint(tmp_path / "evil.ckpt", marker)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from taae.safety import load_checkpoint
+from taae.io.checkpoints import load_checkpoint
 from taae.training.guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, SkipGuard, TrainingDiverged
 from tests.training.test_module import make_data, make_module, trainer, write_speech
 

@@ -203,7 +203,7 @@ def test_init_weights_from_copies_the_generator_and_starts_fresh(tmp_path):
 def test_a_module_built_in_python_writes_a_safe_checkpoint(tmp_path):
     import functools
 
-    from taae.safety import load_checkpoint
+    from taae.io.checkpoints import load_checkpoint
 
     generator = TAAE(TAAEConfig(stem_width=128, widths=(128,), strides=(2,), depths=(1,), attention_backend="sdpa"))
     # Lightning keeps picklable hyper-parameters as given: a partial would need full unpickling to read back.

@@ -10,7 +10,7 @@ import torch
 
 from taae.__main__ import main as taae_main
 from taae.codec import Codec
-from taae.export import weights_hash
+from taae.io.export import weights_hash
 from taae.losses import MultiScaleMelLoss
 from taae.models.discriminators import ComplexSTFTDiscriminator
 from taae.models.taae import TAAE, TAAEConfig
