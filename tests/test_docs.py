@@ -61,3 +61,28 @@ def test_the_checker_catches_a_missing_module():
     assert not resolves("taae.models.no_such_module") and not resolves("taae.codec.NoSuchClass")
     assert resolves("taae.codec.Codec") and resolves("taae.quantizers.fsq")
     assert backticked("a `taae/x.py` b\n```\n`taae/y.py`\n```") == ["taae/x.py"]
+
+
+def layout_names(text: str, heading: str) -> set[str]:
+    """``taae/…`` names in the code block(s) of the section under ``heading`` (a README or docs page)."""
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(.*?)```", section, flags=re.DOTALL)
+    names = set()
+    for block in blocks:
+        for match in re.finditer(r"taae/(?:[\w.]+/?)*|(?<=\s)(?:[a-z_]+/)+(?=\s)|(?<=\s)[a-z_]+\.py\b", block):
+            names.add(match.group(0))
+    return names
+
+
+@pytest.mark.parametrize(("doc", "heading"), [("README.md", "## Layout"), ("docs/architecture.md", "## 2. Module map")])
+def test_layout_blocks_match_the_package_tree(doc, heading):
+    """Both pictures of the tree name every folder and loose module of ``taae/``, and nothing that is not there."""
+    names = layout_names((ROOT / doc).read_text(), heading)
+    named_paths = {n for n in names if n.startswith("taae/")}
+    missing = sorted(n for n in named_paths if not (ROOT / n).exists())
+    assert not missing, f"{doc}: {missing} do not exist"
+    folders = sorted(f"{p.name}/" for p in (ROOT / "taae").iterdir() if (p / "__init__.py").is_file())
+    loose = sorted(p.name for p in (ROOT / "taae").glob("*.py") if p.name != "__init__.py")
+    text = " ".join(names)
+    unnamed = [f for f in folders + loose if f not in text]
+    assert not unnamed, f"{doc}'s layout does not name {unnamed}"

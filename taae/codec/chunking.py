@@ -2,7 +2,7 @@
 
 Holds :func:`chunked` and its defaults, used by :class:`taae.codec.Codec` for every encode and decode. With a
 practical overlap the stitched result is an approximation for TAAE, whose receptive field is far longer than any
-chunk (§9 item 13); :data:`DEFAULT_OVERLAP_FRAMES` records the measured seam error.
+chunk (§9 item 13); the measured seam error per overlap is §10.
 
 Shape legend: T samples, S latent frames; ``fn`` maps the last axis, every other axis passes through.
 
@@ -23,31 +23,8 @@ DEFAULT_CHUNK_SECONDS = 30.0
 """Inputs longer than this are encoded and decoded in chunks (ours; bounds memory to one chunk's activations)."""
 DEFAULT_OVERLAP_FRAMES = 64
 """Latent frames of context kept on each side of a chunk and discarded (2.56 s at 25 Hz: half the 128-frame
-attention window of the paper's 25 Hz layers). Chosen from ``benchmarks/long_file.py`` (180 s of the demo speech,
-30 s chunks, 5 seams; rel = RMS error of decoding the same tokens chunked vs whole, over the RMS of the output):
-
-    configs/taae/tiny.yaml, random weights, LayerScale 1 (worst case: every transformer layer mixes its whole window)
-    overlap (frames)         0       4       8      16      32      64     128     200
-    latent max |Δ|        0.28   0.035   0.032   0.033   0.024  7.8e-3  8.2e-4  4.3e-7
-    tokens changed (700)  5.0%    4.0%    3.5%    2.9%    2.0%   0.63%   0.04%      0
-    decode rel (dB)      -28.1   -34.8   -35.8   -37.8   -43.0   -54.8   -83.4  -125.5
-
-    the same config trained 20 steps (runs/quickstart: LayerScale still ~1e-3, nearly convolutional)
-    latent max |Δ|        0.10   3.1e-5  2.6e-5  2.3e-5  1.4e-5  1.4e-6  3.0e-8  3.0e-8
-    tokens changed (700)  0.18%      0       0       0       0       0       0       0
-    decode rel (dB)      -26.8   -74.4   -74.9   -77.8   -88.9  -121.3  -124.3  -124.3
-
-Chunking is exact (float noise, no token changes) once the overlap covers the receptive field: ~196 latent
-frames for tiny.yaml (two layers with a ±64-step window at 50 Hz and two at 25 Hz: 2·32 + 2·64 frames, plus the
-convs), but 200 s in total for the paper's model (Table 11), which no practical overlap covers: for real models
-chunked coding is an approximation. At 64 frames the worst case above leaves a seam error 55 dB below the signal
-(far below any codec's reconstruction error at 0.4–1 kbps) and changes 0.6% of the tokens (all within 90 frames
-of a seam, half within 10), for 17% extra compute on 30 s chunks; 128 frames buys -83 dB for 34%. Pass
-``overlap_frames`` (≥ the receptive field for exact results) or ``chunk_seconds=None`` (whole file, memory grows
-with the length) to choose otherwise. For the convolutional RVQGAN (DAC's receptive field is 0.76 s, Table 11),
-64 frames at 50 Hz cover it and chunking is exact (configs/rvqgan/tiny.yaml, 25 s in 5 s chunks: no token
-changes, decode max |Δ| 8e-8).
-"""
+attention window of the paper's 25 Hz layers). Chosen from ``benchmarks/long_file.py``; the measured seam error per
+overlap, and why chunking stays approximate for real models, is ``docs/decisions.md`` §10."""
 
 
 def chunked(fn: Callable[[Tensor], Tensor], x: Tensor, frames: int, in_per_frame: int, out_per_frame: int,

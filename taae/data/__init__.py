@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AudioDataModule", "AudioDataset", "AudioFile", "EpochSampler", "SharDataModule", "find_audio_files",
            "scan"]
-_MODULES = {"AudioDataModule": "taae.data.datamodule", "SharDataModule": "taae.data.shar"}
+_MODULES = {"AudioDataModule": "taae.data.datamodule", "SharDataModule": "taae.data.shar",
+            "AudioFile": "taae.data.files", "find_audio_files": "taae.data.files", "scan": "taae.data.files"}
 
 
 def __getattr__(name: str):

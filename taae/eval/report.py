@@ -12,9 +12,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from taae.eval.html import write_html
 from taae.eval.metrics import METRICS
-from taae.eval.plots import write_rate_quality_plot
 from taae.eval.results import (
     PAPER_NOTE,
     RATE_QUALITY_PNG,
@@ -124,6 +122,11 @@ def write_report(report: EvalReport, results: list[FileResult], out_dir: str | P
     ``report.html`` (which shows the examples already saved under ``examples/``) into ``out_dir``; return their
     paths. The json, md, csv and jsonl are written all or nothing (a failed write leaves a previous report's as
     they were)."""
+    # Loaded here, not at import: training imports taae.eval for its metrics and never writes a report, so it
+    # need not load matplotlib and the page builders.
+    from taae.eval.html import write_html
+    from taae.eval.plots import write_rate_quality_plot
+
     out = Path(out_dir)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "csv": out / "per_file.csv",
              "jsonl": out / "per_utterance.jsonl"}

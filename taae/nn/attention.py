@@ -49,14 +49,9 @@ __all__ = [
 
 BACKENDS = ("auto", "naive", "sdpa", "chunked", "flex", "flash")
 
-# `auto` on CPU: dense banded SDPA up to here, chunked beyond. Measured on 2 cores, float32, window (63, 64), Dh 128:
-# forward+backward breaks even near N=512 (50 vs 51 ms, H=8, B=2) and chunked wins 1.8x at N=1024 (92 vs 165 ms);
-# inference forward alone is 4.5x faster chunked at N=1756 (16 vs 71 ms, H=8). The dense mask also grows as N².
+# `auto`: dense banded SDPA up to these lengths, chunked (CPU) or FlexAttention (CUDA) beyond; the break-even
+# measurements behind both are docs/decisions.md §10.
 CPU_DENSE_MAX_TOKENS = 512
-
-# `auto` on CUDA without flash-attn: measured on an H100 (B=8, H=8, Dh=128, bf16, forward+backward, window
-# (63, 64)): N=1000 dense banded SDPA 0.44 ms vs FlexAttention 0.99 ms; N=16000 FlexAttention 4.2 ms vs dense
-# 51.8 ms. A power law through each pair (dense ~N^1.7, Flex ~N^0.5) crosses near N≈2000.
 CUDA_DENSE_MAX_TOKENS = 2048
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)

@@ -35,9 +35,8 @@ __all__ = ["CHUNKED_GROUP_BYTES", "MIN_CHUNK_SIZE", "chunked_attention"]
 MIN_CHUNK_SIZE = 64
 
 # The chunked backend runs its chunks in groups whose scores, key windows and outputs take about this many bytes,
-# per device type. Bigger groups mean fewer, larger kernels; smaller ones less peak memory. CPU: measured at N=16000,
-# H=8, Dh=128, fp32 fwd+bwd on 2 busy cores, 4 / 16 / 128 MiB groups took 17 / 5 / 1.2 s and 312 / 342 / 601 MiB
-# peak RSS (dense sdpa: 2689 MiB). CUDA: ours, large enough that a group is dozens of chunks (few launches).
+# per device type: bigger groups mean fewer, larger kernels, smaller ones less peak memory (measured trade-off:
+# docs/decisions.md §10). CUDA: ours, large enough that a group is dozens of chunks (few launches).
 CHUNKED_GROUP_BYTES = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}
 
 
