@@ -30,6 +30,14 @@ class PassThrough(nn.Module):
     def presets(self):
         return {"native": TokenSpec("native", (65536,), self.frame_rate)}
 
+    def aliases(self):
+        return {}
+
+    def resolve_preset(self, preset=None):
+        if preset not in (None, "native"):
+            raise ValueError(f"unknown preset {preset!r}")
+        return "native"
+
     def encode(self, wav, preset=None):  # (B, 1, T) -> (B, 1, T)
         return ((wav.double().clamp(-1, 1) + 1) * PCM_STEPS).round().long()
 

@@ -157,3 +157,13 @@ def collect_examples(report: EvalReport, results: list[FileResult], out_dir: str
                 card.png = _url(png.relative_to(out))
         examples.append(Example(index, file, durations[index], [c for c, _ in cards]))
     return examples
+
+
+def save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Save one decoded example (or the reference) where the listening page looks for it (:func:`example_path`)."""
+    import torch
+
+    from taae.io.audio import save_audio
+
+    # save_audio creates the folder.
+    save_audio(out_dir / example_path(system, index, path.name), torch.from_numpy(audio).reshape(1, -1), sample_rate)

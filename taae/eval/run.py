@@ -32,11 +32,12 @@ import torch
 
 from taae.errors import DEBUG_FLAG, pop_debug, run_main
 from taae.eval.baselines import BaselineSystem, load_baselines
+from taae.eval.examples import save_example
 from taae.eval.inputs import TARGET_LUFS, file_ids, list_audio_files, load_reference, select_subset
 from taae.eval.metrics import optional_metrics_status
 from taae.eval.references import available_references
 from taae.eval.report import markdown_table, write_report
-from taae.eval.results import REFERENCE_EXAMPLES, EvalReport, FileResult, example_path, summarize_system
+from taae.eval.results import REFERENCE_EXAMPLES, EvalReport, FileResult, summarize_system
 from taae.eval.scoring import ScoreJob, ScoringPool
 from taae.eval.speech_models import speech_scorer
 from taae.eval.systems import CodecSystem, System
@@ -224,7 +225,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         for key, msg in res.errors.items():
             log.warning("%s / %s: %s failed: %s", res.file, res.system, key, msg)
         if audio is not None and index < cfg.examples:
-            _save_example(out_dir, res.system, index, files[index], audio, sample_rate)
+            save_example(out_dir, res.system, index, files[index], audio, sample_rate)
         bar.update(1)
 
     pool = ScoringPool(workers, collect)
@@ -244,7 +245,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                 continue
             ref_np = ref.numpy().reshape(-1)
             if i < cfg.examples:
-                _save_example(out_dir, REFERENCE_EXAMPLES, i, path, ref_np, sample_rate)
+                save_example(out_dir, REFERENCE_EXAMPLES, i, path, ref_np, sample_rate)
             for s in main_systems:
                 job = ScoreJob(i, ids[i], ref_np, sample_rate, signal_metrics, s.name, keep_audio=keep)
                 try:
@@ -285,13 +286,6 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                         metrics=metrics, notes=notes)
     paths = write_report(report, results, out_dir)
     return EvalResult(report=report, results=results, paths=paths)
-
-
-def _save_example(out_dir: Path, system: str, index: int, path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    from taae.io.audio import save_audio
-
-    # save_audio creates the folder; report.html finds the example under the same name.
-    save_audio(out_dir / example_path(system, index, path.name), torch.from_numpy(audio).reshape(1, -1), sample_rate)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -156,16 +156,6 @@ def test_allow_class_extends_the_list():
         CODEC_MODELS.pop(path)
 
 
-def test_the_old_names_still_work():
-    from taae.models import import_class
-    from taae.models import instantiate as old_instantiate
-
-    assert import_class("taae.models.taae.TAAE") is TAAE
-    assert isinstance(old_instantiate(spec_of(tiny_model()), "where"), TAAE)
-    with pytest.raises(UntrustedFileError, match="where.class_path"):
-        old_instantiate({"class_path": "os.system"}, "where")
-
-
 def test_make_checkpoint_safe_turns_hyper_parameters_into_plain_types(tmp_path):
     ckpt = {
         "state_dict": OrderedDict(w=torch.zeros(2)),

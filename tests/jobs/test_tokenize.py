@@ -86,7 +86,7 @@ def test_tar_tokens_are_a_lhotse_shar_field(setup, tmp_path):
 
 def test_a_crash_midway_then_a_rerun_writes_only_the_missing_shards(setup, tmp_path, monkeypatch):
     out = tmp_path / "tok"
-    real, calls = token_shards.write_json_atomic, []
+    real, calls = token_shards.write_json, []
 
     def crash_on_third_summary(path, value):
         calls.append(path)
@@ -94,7 +94,7 @@ def test_a_crash_midway_then_a_rerun_writes_only_the_missing_shards(setup, tmp_p
             raise RuntimeError("killed")
         return real(path, value)
 
-    monkeypatch.setattr(token_shards, "write_json_atomic", crash_on_third_summary)
+    monkeypatch.setattr(token_shards, "write_json", crash_on_third_summary)
     with pytest.raises(RuntimeError, match="killed"):
         run(setup, out)
     monkeypatch.undo()
