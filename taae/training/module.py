@@ -188,7 +188,7 @@ class CodecModule(L.LightningModule):
         out = self.generator(wav)
         if not finite_on_all_ranks(out.audio):  # every check is agreed by all ranks (DDP)
             return self._skip("reconstruction", rng)
-        logs: dict[str, Tensor] = {}
+        logs_d: dict[str, Tensor] = {}
         steps = int(self.generator_steps)
         discriminator_on = self.discriminator is not None and steps >= self.discriminator_start_steps
         adversarial_on = discriminator_on and steps >= self.adversarial_warmup_steps
@@ -201,7 +201,7 @@ class CodecModule(L.LightningModule):
                 self.objective.discriminator_loss(self.discriminator, wav, out.audio.detach())))
             if not ok:
                 return self._skip("discriminator", rng)
-            logs.update({"train/disc": loss_d.value, "train/grad_norm_d": norm_d})
+            logs_d = {"train/disc": loss_d.value, "train/grad_norm_d": norm_d}
         else:
             # No gradients: AdamW leaves every parameter and its state alone, but Lightning still counts the step,
             # so `max_steps` and `global_step` mean 2 × batches whether or not the discriminator is running.
@@ -222,17 +222,11 @@ class CodecModule(L.LightningModule):
             self.ema.update(self.generator)
         for scheduler in self._schedulers():
             scheduler.step()
-        logs.update({f"train/{name}": value.detach() for name, value in loss_g.terms.items()})
-        logs.update({f"train/share/{k}": torch.tensor(v) for k, v in loss_g.combined.shares.items()})
-        logs.update({f"train/weight/{k}": torch.tensor(v) for k, v in loss_g.combined.weights.items()})
-        # Every key from the first step on (NaN while a term is off): a key set that grows mid-run makes
-        # Lightning's CSVLogger rewrite its header, which corrupts metrics.csv.
-        for key in self.objective.log_keys(self.discriminator is not None):
-            logs.setdefault(key, torch.tensor(float("nan")))
-        logs.update({"train/loss_g": loss_g.value, "train/grad_norm_g": norm_g,
-                     "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
-                     "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
-                     "train/steps": self.generator_steps.float(), "train/nan_skips": self.nan_skips.float()})
+        logs = {**self.objective.step_logs(loss_g, self.discriminator is not None), **logs_d,
+                "train/loss_g": loss_g.value, "train/grad_norm_g": norm_g,
+                "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
+                "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
+                "train/steps": self.generator_steps.float(), "train/nan_skips": self.nan_skips.float()}
         self._log_metrics(logs, wav.shape[0], prog_bar=("train/mel",))
 
     def _optimizer_step(self, optimizer, model: nn.Module, max_norm: float | None,

@@ -120,14 +120,23 @@ class Objective:
         """Weighted terms computed from the reconstruction (the ones the combiner sees)."""
         return [name for name in SHARED_TERMS if self.loss_weights.get(name, 0)]
 
-    def log_keys(self, has_discriminator: bool) -> list[str]:
-        """Every ``train/…`` key a generator step logs, from the first step on (NaN while a term is off)."""
+    def step_logs(self, loss: StepLoss, has_discriminator: bool) -> dict[str, Tensor]:
+        """``train/…`` values of a generator step: every term, and each combined term's share and weight.
+
+        Every key is there from the first step on (NaN while a term or the discriminator is off): a key set that
+        grows mid-run makes Lightning's CSVLogger rewrite its header, which corrupts metrics.csv.
+        """
+        logs = {f"train/{name}": value.detach() for name, value in loss.terms.items()}
+        logs.update({f"train/share/{k}": torch.tensor(v) for k, v in loss.combined.shares.items()})
+        logs.update({f"train/weight/{k}": torch.tensor(v) for k, v in loss.combined.weights.items()})
         keys = [f"train/{name}" for name, weight in self.loss_weights.items() if weight and name != "mel"]
         if has_discriminator:
             keys += ["train/disc", "train/grad_norm_d", "train/adv_gen", "train/adv_feat"]
         for name in self.output_terms:
             keys += [f"train/share/{name}", f"train/weight/{name}"]
-        return keys
+        for key in keys:
+            logs.setdefault(key, torch.tensor(float("nan")))
+        return logs
 
     # -- losses ----------------------------------------------------------------------------------------------------
     def discriminator_loss(self, discriminator: nn.Module, wav: Tensor, fake: Tensor) -> StepLoss:
