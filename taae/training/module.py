@@ -197,19 +197,19 @@ class CodecModule(L.LightningModule):
         if discriminator_on:
             # D steps before G is checked; a G skip must undo it, so D's weights and optimiser state are kept.
             saved = guard.snapshot(self.discriminator, opt_d)
-            loss_d, norm_d, ok = self._optimizer_step(opt_d, self.discriminator, self.grad_clip_d, lambda: (
+            loss_d = self._optimizer_step(opt_d, self.discriminator, self.grad_clip_d, lambda: (
                 self.objective.discriminator_loss(self.discriminator, wav, out.audio.detach())))
-            if not ok:
+            if not loss_d.stepped:
                 return self._skip("discriminator", rng)
-            logs_d = {"train/disc": loss_d.value, "train/grad_norm_d": norm_d}
+            logs_d = {"train/disc": loss_d.value, "train/grad_norm_d": loss_d.grad_norm}
         else:
             # No gradients: AdamW leaves every parameter and its state alone, but Lightning still counts the step,
             # so `max_steps` and `global_step` mean 2 × batches whether or not the discriminator is running.
             opt_d.step()
 
-        loss_g, norm_g, ok = self._optimizer_step(opt_g, self.generator, self.grad_clip_g, lambda: (
+        loss_g = self._optimizer_step(opt_g, self.generator, self.grad_clip_g, lambda: (
             self.objective.generator_loss(wav, out, self.discriminator, adversarial_on, steps)))
-        if not ok:
+        if not loss_g.stepped:
             if saved is not None:  # the batch is skipped whole: D's step on it is undone
                 guard.restore(self.discriminator, opt_d, saved)
             return self._skip("generator", rng)
@@ -223,30 +223,30 @@ class CodecModule(L.LightningModule):
         for scheduler in self._schedulers():
             scheduler.step()
         logs = {**self.objective.step_logs(loss_g, self.discriminator is not None), **logs_d,
-                "train/loss_g": loss_g.value, "train/grad_norm_g": norm_g,
+                "train/loss_g": loss_g.value, "train/grad_norm_g": loss_g.grad_norm,
                 "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
                 "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
                 "train/steps": self.generator_steps.float(), "train/nan_skips": self.nan_skips.float()}
         self._log_metrics(logs, wav.shape[0], prog_bar=("train/mel",))
 
     def _optimizer_step(self, optimizer, model: nn.Module, max_norm: float | None,
-                        loss_fn: Callable[[], StepLoss]) -> tuple[StepLoss, Tensor, bool]:
+                        loss_fn: Callable[[], StepLoss]) -> StepLoss:
         """One manual-optimisation step, the same for D and G (Lightning's GAN example).
 
         ``loss_fn`` runs with only ``optimizer``'s parameters trainable; its surrogate is backpropagated, the
         gradient of ``model`` clipped to ``max_norm`` (None: not clipped), and the optimiser steps only if the loss,
-        the norm and the combined gradient are finite on every rank. Returns (the loss, the gradient norm, stepped).
+        the norm and the combined gradient are finite on every rank. Returns the loss with its norm and outcome.
         """
         self.toggle_optimizer(optimizer)
         loss = loss_fn()
         self.manual_backward(loss.surrogate)
-        norm = clip_grad_norm_(list(model.parameters()), max_norm if max_norm is not None else float("inf"))
-        ok = finite_on_all_ranks(*loss.must_be_finite, norm)
-        if ok:
+        loss.grad_norm = clip_grad_norm_(list(model.parameters()), max_norm if max_norm is not None else float("inf"))
+        loss.stepped = finite_on_all_ranks(*loss.must_be_finite, loss.grad_norm)
+        if loss.stepped:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.untoggle_optimizer(optimizer)
-        return loss, norm, ok
+        return loss
 
     def _skip(self, where: str, rng: dict[str, Any]) -> None:
         guard.set_rng_state(rng)

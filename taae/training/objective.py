@@ -38,7 +38,7 @@ SHARED_TERMS = ("mel", "stft", "waveform", "adv_gen", "adv_feat", "perceptual")
 
 @dataclass
 class StepLoss:
-    """One optimiser's loss on a batch."""
+    """One optimiser's loss on a batch, and what its step made of it."""
 
     surrogate: Tensor
     """What the optimiser's backward runs on (for the generator: Σ (y · G) + Σ w·L_own, see ``generator_loss``)."""
@@ -48,6 +48,10 @@ class StepLoss:
     """Every term's value (weighted or merely logged, such as ``mel`` at weight 0)."""
     combined: Combined | None = None
     """The combiner's output gradient and effective weights (generator only)."""
+    grad_norm: Tensor | None = None
+    """The gradient norm before clipping, once the step has run (``train/grad_norm_g``, ``train/grad_norm_d``)."""
+    stepped: bool = False
+    """Whether the optimiser stepped (everything was finite on every rank)."""
 
     @property
     def must_be_finite(self) -> tuple[Tensor, ...]:
