@@ -15,6 +15,7 @@ from taae.models import from_config
 from taae.models.base import count_parameters
 from taae.scaling.ladder import load_ladder
 from taae.training.cli import TaaeCLI
+from taae.training.rundir import explicit_run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -97,6 +98,8 @@ def test_experiment_parses_with_the_cli(paths):
         args += ["--config", str(DEMO)]
     cli = _ParseOnly(args=args, run=False)
     assert cli.config["model"]["class_path"] == "taae.training.CodecModule"
+    # One run-folder mechanism: trainer.default_root_dir places every log and checkpoint (taae.training.rundir).
+    assert explicit_run_dirs(cli.config.trainer) == []
 
 
 @pytest.mark.parametrize("paths", EXPERIMENTS, ids=_id)
@@ -107,6 +110,14 @@ def test_experiment_builds_its_generator_with_the_stated_size(paths):
     if stated is not None:
         count, tolerance = stated
         assert abs(count_parameters(model) - count) <= tolerance, f"{paths[-1]} states {count / 1e6} M"
+
+
+def test_only_trainer_configs_name_loggers_and_callbacks():
+    # Overlays (the quickstarts, causal_tiny, ladder files) hold data, budget and the run's root folder; a logger or
+    # callback list restated there replaces the trainer config's and pins its folders for every later composition.
+    restating = [str(p.relative_to(ROOT)) for p in sorted(CONFIGS.rglob("*.yaml")) if p.parent.name != "trainer"
+                 and {"logger", "callbacks"} & set((yaml.safe_load(p.read_text()) or {}).get("trainer") or {})]
+    assert restating == []
 
 
 def test_every_shipped_yaml_is_composed_by_some_test():

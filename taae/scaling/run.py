@@ -5,7 +5,8 @@
 Per rung, in ``<out>/<family>/<rung>/``:
   1. ``rung.json``: the plan (composed configs, fingerprint, parameters, compute, budget → batches), written
      before training, and the wall-clock of every training session;
-  2. training through ``train.py``'s own CLI (``TaaeCLI``) with ``trainer.default_root_dir`` = the rung folder and
+  2. training through ``train.py``'s own CLI (``TaaeCLI``) with ``trainer.default_root_dir`` = the rung folder (which
+     places every log and checkpoint: a rung whose configs name a folder of their own is refused at planning) and
      ``trainer.max_steps`` = 2 × the batches the budget buys (Lightning counts G and D steps), or
      ``trainer.max_time`` for a wall-clock budget; a ``checkpoints/last.ckpt`` left by an interrupted run is
      resumed exactly. The state at the end of the budget is saved as ``checkpoints/final.ckpt``;
@@ -109,7 +110,13 @@ def _seconds_to_max_time(seconds: float) -> str:
 
 
 def plan(rung: Rung, budget: Budget, ladder: Ladder, out: Path) -> RungPlan:
+    from taae.training.rundir import explicit_run_dirs
+
     config = _parse(rung.configs)
+    explicit = explicit_run_dirs(config.trainer)
+    if explicit:  # every rung would log and checkpoint there, and none could resume from its own folder
+        raise ValueError(f"rung {rung.key}: its configs name a run folder ({', '.join(explicit)}); leave it null so "
+                         "that trainer.default_root_dir, the rung's folder, places it (taae.training.rundir)")
     data = config.data.init_args
     generator_spec = config.model.init_args.generator.as_dict()
     with torch.device("meta"):  # sizes only: no memory, no init
@@ -147,21 +154,6 @@ def _check_previous(p: RungPlan, retrain_changed: bool) -> dict | None:
     return None
 
 
-def _rung_cli():
-    """``TaaeCLI`` whose logs and checkpoints all land in ``trainer.default_root_dir`` (the rung's folder)."""
-    from taae.training.cli import TaaeCLI
-    from taae.training.rundir import clear_run_dirs
-
-    class RungCLI(TaaeCLI):
-        def instantiate_classes(self) -> None:
-            # Folders a recipe names for its own runs (quickstart.yaml: runs/quickstart) would collect every rung's
-            # logs and last.ckpt, and a rung could then not resume from its own folder.
-            clear_run_dirs(self.config[self.subcommand].trainer)
-            super().instantiate_classes()
-
-    return RungCLI
-
-
 def train(p: RungPlan):
     """Train (or resume) one rung to the end of its budget; returns the session's record and the trainer."""
 
@@ -174,8 +166,10 @@ def train(p: RungPlan):
         log.info("%s: resuming from %s", p.rung.key, checkpoints / "last.ckpt")
         args += ["--ckpt_path", str(checkpoints / "last.ckpt")]
     start, cpu = time.perf_counter(), time.process_time()
+    from taae.training.cli import TaaeCLI
+
     with _own_argv():
-        cli = _rung_cli()(args=args)
+        cli = TaaeCLI(args=args)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if cli.trainer.interrupted:
         raise KeyboardInterrupt(f"{p.rung.key}: training interrupted; rerun to resume from its last checkpoint")

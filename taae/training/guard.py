@@ -1,4 +1,7 @@
-"""Stop a run that cannot go on: after N consecutive non-finite (skipped) steps, training ends with an error.
+"""Skip a non-finite batch whole, and stop a run that cannot go on: after N consecutive skips, training ends.
+
+A skipped batch leaves the run as if it had never been drawn: :func:`rng_state` / :func:`set_rng_state` put back the
+global RNG it drew from, :func:`snapshot` / :func:`restore` a module and its optimiser that had already stepped on it.
 
 A skipped step leaves weights and optimiser states as they were, so Lightning's ``global_step`` (which counts
 optimiser steps) stands still and ``max_steps`` is never reached: without a limit a diverged run (lr 1e9) would
@@ -10,6 +13,10 @@ saves nothing when ``fit`` ends with an exception).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
 
 from taae.errors import UserError
 
@@ -70,3 +77,40 @@ def checkpoint_paths(trainer) -> list[str]:
             if path and path not in paths:
                 paths.append(path)
     return paths
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG state a batch draws from (FSQ dither, quantizer dropout)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def snapshot(module: nn.Module, optimizer) -> dict[str, Any]:
+    """Copies of ``module``'s weights and ``optimizer``'s state (one copy of each per batch)."""
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # Lightning wraps it
+    return {"weights": _clone(module.state_dict()), "optimizer": _clone(optimizer.state_dict())}
+
+
+def restore(module: nn.Module, optimizer, saved: dict[str, Any]) -> None:
+    """Put back what :func:`snapshot` copied."""
+    module.load_state_dict(saved["weights"])
+    getattr(optimizer, "optimizer", optimizer).load_state_dict(saved["optimizer"])
+
+
+def _clone(state):
+    """A copy of a (nested) state dict whose tensors no longer alias the live ones."""
+    if isinstance(state, Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _clone(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_clone(v) for v in state)
+    return state

@@ -10,6 +10,10 @@ configs leave them ``null`` and ``TaaeCLI`` fills them from ``trainer.default_ro
 it out; an explicit ``save_dir`` or ``dirpath`` is kept as given. The ``config.yaml`` a run saves keeps the nulls,
 so reusing it with another ``--trainer.default_root_dir`` (stage 2 on a stage-1 run, a ladder rung) moves the
 logs and checkpoints with it instead of writing into the old run.
+
+This is the only way a run's folder is chosen: an overlay (``configs/taae/quickstart.yaml``) sets
+``default_root_dir`` and nothing else about folders; :func:`explicit_run_dirs` finds a config that names one anyway
+(``tests/test_configs.py`` holds every shipped composition to none, and the ladder runner refuses a rung that does).
 """
 
 from __future__ import annotations
@@ -92,23 +96,24 @@ def fill_run_dirs(trainer: Any) -> Any:
     return trainer
 
 
-def clear_run_dirs(trainer: Any) -> Any:
-    """Null every logger ``save_dir`` and ``ModelCheckpoint.dirpath`` of a parsed ``trainer`` config in place.
+def explicit_run_dirs(trainer: Any) -> list[str]:
+    """The logger ``save_dir`` and ``ModelCheckpoint.dirpath`` values a parsed ``trainer`` config sets itself.
 
-    For a run whose folder its caller decides (a ladder rung): ``fill_run_dirs`` then puts every log and checkpoint
-    under ``default_root_dir``. Without it a recipe that names its own folders (``configs/taae/quickstart.yaml``:
-    ``runs/quickstart``) keeps them even under a later trainer config, because jsonargparse carries the init_args
-    of a replaced list entry over to the class that replaces it.
+    Empty for every shipped composition: a config that names a folder there keeps it under any
+    ``--trainer.default_root_dir`` (a ladder rung, a stage-2 run, a copy of the quickstart), and jsonargparse carries
+    the ``init_args`` of a replaced list entry over to the class that replaces it, so a later trainer config does not
+    undo it either. Each entry reads ``trainer.logger[0].save_dir=runs/x``.
     """
-    for entry in _entries(getattr(trainer, "logger", None)):
+    found = []
+    for i, entry in enumerate(_entries(getattr(trainer, "logger", None))):
         args = getattr(entry, "init_args", None)
-        if args is not None and "save_dir" in args:
-            args.save_dir = None
-    for entry in _entries(getattr(trainer, "callbacks", None)):
+        if args is not None and args.get("save_dir") is not None:
+            found.append(f"trainer.logger[{i}].save_dir={args.save_dir}")
+    for i, entry in enumerate(_entries(getattr(trainer, "callbacks", None))):
         args = getattr(entry, "init_args", None)
-        if args is not None and _is_subclass(entry, ModelCheckpoint):
-            args.dirpath = None
-    return trainer
+        if args is not None and _is_subclass(entry, ModelCheckpoint) and args.get("dirpath") is not None:
+            found.append(f"trainer.callbacks[{i}].dirpath={args.dirpath}")
+    return found
 
 
 @contextmanager

@@ -40,7 +40,7 @@ trainer:
   callbacks:
     - {{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {{dirpath: {run}/checkpoints}}}}
 """
-"""A recipe naming its own run folders, as configs/taae/quickstart.yaml does (runs/quickstart)."""
+"""A recipe naming its own run folders, as configs/taae/quickstart.yaml once did (runs/quickstart)."""
 RVQGAN = """
 seed_everything: 0
 model:
@@ -95,7 +95,7 @@ def make_ladder(root, taae_width=128):
         for i in range(count):
             sf.write(data / split / f"{split}{i}.wav", synth_speech(0.3, 16000, seed=i)[0].numpy(), 16000)
     cfg = root / "configs"
-    _write(cfg / "taae.yaml", TAAE + RECIPE_FOLDERS.format(run=root / "recipe_run"))
+    _write(cfg / "taae.yaml", TAAE)
     _write(cfg / "rvqgan.yaml", RVQGAN)
     _write(cfg / "taae_s.yaml", SIZE.format(key="stem_width", value=taae_width))
     _write(cfg / "rvqgan_s.yaml", SIZE.format(key="decoder_dim", value=32))
@@ -140,7 +140,6 @@ def test_every_rung_trains_its_budget_and_lands_in_one_table(study):
         assert report["settings"]["checkpoint"].endswith("final.ckpt")
         state = torch.load(folder / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
         assert int(state["state_dict"]["generator_steps"]) == BATCHES
-    assert not (root / "recipe_run").exists()  # every rung's logs and checkpoints in its own folder
 
 
 def test_a_finished_rung_is_skipped(study, monkeypatch):
@@ -175,6 +174,18 @@ def test_a_changed_recipe_is_refused_then_set_aside_on_request(study):
         runner.run_ladder(changed, only=["taae/s"])
     results, _ = runner.run_ladder(changed, only=["taae/s"], retrain_changed=True)
     assert results[0]["parameters"] > 0 and list((root / "study" / "taae").glob("s.stale-*"))
+
+
+def test_a_rung_whose_configs_name_a_run_folder_is_refused_before_training(tmp_path):
+    # Such a folder collects every rung's logs and last.ckpt, so a rung would resume from another rung's checkpoint
+    # (the ladder used to clear it with a CLI subclass; now trainer.default_root_dir is the only way).
+    path = make_ladder(tmp_path)
+    _write(tmp_path / "configs" / "taae.yaml", TAAE + RECIPE_FOLDERS.format(run=tmp_path / "recipe_run"))
+    ladder = load_ladder(path)
+    with pytest.raises(ValueError, match=r"rung taae/s: its configs name a run folder \(trainer\.logger\[0\]\.save_dir="
+                                         r".*recipe_run, trainer\.callbacks\[0\]\.dirpath=.*recipe_run/checkpoints\)"):
+        runner.run_ladder(ladder)
+    assert not (tmp_path / "study").exists() and not (tmp_path / "recipe_run").exists()
 
 
 def test_budget_kinds_and_errors():

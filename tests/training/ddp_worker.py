@@ -38,6 +38,14 @@ class Module(CodecModule):
     def __init__(self, nan_rank: int, nan_batch: int, **kwargs):
         super().__init__(**kwargs)
         self.nan_rank, self.nan_batch, self.seen, self.scales = nan_rank, nan_batch, [], []
+        generator_loss = self.objective.generator_loss
+
+        def recorded(*args):
+            loss = generator_loss(*args)
+            self.scales.append(loss.combined.weights)  # floats: compared exactly across ranks
+            return loss
+
+        self.objective.generator_loss = recorded
 
     def training_step(self, batch, batch_idx):
         position = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1  # restored on resume
@@ -45,11 +53,6 @@ class Module(CodecModule):
         if self.global_rank == self.nan_rank and position == self.nan_batch:
             batch = torch.full_like(batch, float("nan"))
         return super().training_step(batch, batch_idx)
-
-    def _generator_backward(self, wav, out, adversarial_on):
-        effective, terms, combined = super()._generator_backward(wav, out, adversarial_on)
-        self.scales.append(combined.weights)  # floats: compared exactly across ranks
-        return effective, terms, combined
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""The generator's backward pass in CodecModule: the output-gradient path equals plain backprop of Σ w·L, weight-0
-terms are never computed, the balancer's logged shares follow its weights, and validation shows phase blindness."""
+"""The generator's loss (taae.training.objective) and its backward pass in CodecModule: the output-gradient path
+equals plain backprop of Σ w·L, weight-0 terms are never computed, the balancer's logged shares follow its weights,
+and validation shows phase blindness."""
 
 import lightning as L
 import pytest
@@ -9,7 +10,7 @@ from taae.losses import MultiScaleMelLoss
 from taae.models.taae import TAAE, TAAEConfig
 from taae.training import CodecModule
 from taae.training.balancer import GradientBalancer
-from taae.training.module import sign_correlation
+from taae.training.objective import sign_correlation
 from tests.conftest import synth_speech
 
 
@@ -27,12 +28,11 @@ def _batch() -> torch.Tensor:
 def test_output_gradient_path_equals_backprop_of_the_weighted_sum():
     weights = {"mel": 2.0, "waveform": 3.0, "stft": 0.5}
     module = _module(loss_weights=weights)
-    module.manual_backward = lambda loss: loss.backward()  # no trainer attached
     wav = _batch()
 
     torch.manual_seed(1)
     out = module.generator(wav)  # train mode: the dither draws random numbers, so both passes reseed
-    module._generator_backward(wav, out, adversarial_on=False)
+    module.objective.generator_loss(wav, out, None, adversarial_on=False, generator_steps=0).surrogate.backward()
     ours = [p.grad.clone() for p in module.generator.parameters()]
 
     module.generator.zero_grad(set_to_none=True)
@@ -46,25 +46,21 @@ def test_output_gradient_path_equals_backprop_of_the_weighted_sum():
 
 
 def test_a_term_of_weight_zero_is_never_computed():
-    module = _module(loss_weights={"mel": 1.0, "stft": 0.0, "waveform": 0.0})
-
     class Exploding(torch.nn.Module):
         def forward(self, *args):
             raise AssertionError("a weight-0 term was computed")
 
-    module.stft_loss = Exploding()
-    module.manual_backward = lambda loss: loss.backward()
+    module = _module(loss_weights={"mel": 1.0, "stft": 0.0, "waveform": 0.0}, stft_loss=Exploding())
     wav = _batch()
-    _, terms, combined = module._generator_backward(wav, module.generator(wav), adversarial_on=False)
-    assert set(terms) == {"mel"} and set(combined.shares) == {"mel"}
+    loss = module.objective.generator_loss(wav, module.generator(wav), None, adversarial_on=False, generator_steps=0)
+    assert set(loss.terms) == {"mel"} and set(loss.combined.shares) == {"mel"}
 
 
 def test_mel_at_weight_zero_is_logged_but_pushes_nothing():
     module = _module(loss_weights={"mel": 0.0, "waveform": 1.0})
-    module.manual_backward = lambda loss: loss.backward()
     wav = _batch()
-    _, terms, combined = module._generator_backward(wav, module.generator(wav), adversarial_on=False)
-    assert "mel" in terms and not terms["mel"].requires_grad and set(combined.weights) == {"waveform"}
+    loss = module.objective.generator_loss(wav, module.generator(wav), None, adversarial_on=False, generator_steps=0)
+    assert "mel" in loss.terms and not loss.terms["mel"].requires_grad and set(loss.combined.weights) == {"waveform"}
 
 
 def test_balanced_training_logs_shares_that_match_the_weights(tmp_path):
@@ -109,18 +105,21 @@ class _Probe(CodecModule):
     def __init__(self, poison=None, drop=(), **kwargs):
         super().__init__(**kwargs)
         self.poison, self.drop, self.batches = poison or {}, drop, 0
+        terms = self.objective.terms
+
+        def poisoned_terms(*args):
+            out = terms(*args)
+            if self.batches - 1 in self.poison:
+                out["waveform"] = _Scale.apply(out["waveform"], self.poison[self.batches - 1])
+            return out
+
+        self.objective.terms = poisoned_terms
 
     def training_step(self, batch, batch_idx):
         self.batches += 1
         if self.batches - 1 in self.drop:  # the reference run: this batch never happened
             return None
         return super().training_step(batch, batch_idx)
-
-    def _generator_terms(self, wav, y, adversarial_on):
-        terms = super()._generator_terms(wav, y, adversarial_on)
-        if self.batches - 1 in self.poison:
-            terms["waveform"] = _Scale.apply(terms["waveform"], self.poison[self.batches - 1])
-        return terms
 
 
 POISON, AFTER = {2: float("inf"), 3: float("nan")}, 20

@@ -14,6 +14,7 @@ from taae.losses import MultiScaleMelLoss
 from taae.models.discriminators import ComplexSTFTDiscriminator
 from taae.models.taae import TAAE, TAAEConfig
 from taae.training import CodecModule
+from taae.training.objective import SHARED_TERMS
 from tests.conftest import synth_speech
 
 SEGMENT = 1280  # two latent frames
@@ -177,7 +178,7 @@ def test_loss_weights_are_checked_against_the_terms_the_generator_declares():
 
     rvqgan = RVQGAN(RVQGANConfig(encoder_dim=4, decoder_dim=32, n_codebooks=2, codebook_size=16, codebook_dim=4))
     module = CodecModule(rvqgan, loss_weights={"mel": 1.0, "vq/commitment": 0.25, "vq/codebook": 1.0})
-    assert set(module.loss_weights) <= {*module._SHARED_TERMS, *rvqgan.loss_terms}
+    assert set(module.objective.loss_weights) <= {*SHARED_TERMS, *rvqgan.loss_terms}
     with pytest.raises(ValueError, match=r"unknown terms \['vq/comitment'\]; RVQGAN training produces \[.*"
                                          r"'vq/commitment', 'vq/codebook'\]"):
         CodecModule(rvqgan, loss_weights={"mel": 1.0, "vq/comitment": 0.25})

@@ -11,7 +11,7 @@ import torch
 
 from taae.eval.metrics import si_sdr
 from taae.training.cli import TaaeCLI
-from taae.training.module import sign_correlation
+from taae.training.objective import sign_correlation
 from tests.conftest import demo_speech
 
 ROOT = Path(__file__).resolve().parents[2]

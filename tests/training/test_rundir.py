@@ -6,10 +6,12 @@ import pytest
 import yaml
 
 from taae.training.cli import TaaeCLI
-from taae.training.rundir import CSVLogger
+from taae.training.rundir import CSVLogger, explicit_run_dirs
 from tests.training.test_cli import _data_args
 
 CPU = ["--config", "configs/taae/tiny.yaml", "--config", "configs/trainer/cpu.yaml"]
+QUICKSTART = ["configs/taae/tiny.yaml", "configs/data/demo.yaml", "configs/trainer/cpu.yaml",
+              "configs/taae/quickstart.yaml"]
 
 
 def _data(folder):
@@ -58,3 +60,25 @@ def test_explicit_folders_are_kept_and_a_bare_logger_says_what_is_missing(tmp_pa
     assert (elsewhere / "csv" / "metrics.csv").is_file() and not (root / "csv").exists()
     with pytest.raises(ValueError, match="save_dir is null"):
         CSVLogger()
+
+
+def test_an_overlay_that_names_a_run_folder_is_found(tmp_path):
+    """A planted quickstart overlay restating its folders, as configs/taae/quickstart.yaml once did."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"trainer": {
+        "default_root_dir": "runs/mine",
+        "logger": [{"class_path": "taae.training.rundir.TensorBoardLogger"},
+                   {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs/mine"}}],
+        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                       "init_args": {"dirpath": "runs/mine/checkpoints"}}]}}))
+    configs = [*QUICKSTART, str(overlay)]
+
+    class ParseOnly(TaaeCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+    config = ParseOnly(args=[a for c in configs for a in ("--config", c)], run=False).config
+    assert explicit_run_dirs(config.trainer) == ["trainer.logger[1].save_dir=runs/mine",
+                                                 "trainer.callbacks[0].dirpath=runs/mine/checkpoints"]
+    shipped = ParseOnly(args=[a for c in QUICKSTART for a in ("--config", c)], run=False).config
+    assert explicit_run_dirs(shipped.trainer) == []

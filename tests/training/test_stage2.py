@@ -43,7 +43,7 @@ def stage2_loss_weights(folder):
 def test_stage2_trains_from_the_stage1_weights_with_the_perceptual_term(stages):
     tmp, stage1, stage2, _ = stages
     assert int(stage1.model.generator_steps) == 1 and int(stage2.model.generator_steps) == 2
-    assert stage2.model.perceptual_loss is not None and stage2.model.loss_weights["perceptual"] > 0
+    assert stage2.model.perceptual_loss is not None and stage2.model.objective.loss_weights["perceptual"] > 0
     assert (tmp / "stage2" / "checkpoints" / "last.ckpt").is_file()
     logged = (tmp / "stage2" / "csv" / "metrics.csv").read_text().splitlines()
     column = logged[0].split(",").index("train/perceptual")
