@@ -206,7 +206,8 @@ class Codec:
         if self.inference.precision != "fp32":
             raise ValueError(f"runtime 'onnx' runs fp32; got precision={self.inference.precision!r}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda" else None
-        self._runner = open_runner(self.model, self.model_hash, folder, providers)
+        threads = self.inference.threads if isinstance(self.inference.threads, int) else None  # a fixed count
+        self._runner = open_runner(self.model, self.model_hash, folder, providers, threads)
         return self
 
     # -- properties ------------------------------------------------------------------------------------------

@@ -129,23 +129,28 @@ def read_meta(model_hash: str, folder: str | Path) -> dict:
     return meta
 
 
-def open_session(path: Path, providers: list[str] | None = None):
-    """An ONNX Runtime session on ``path``; a missing file is one line naming it."""
+def open_session(path: Path, providers: list[str] | None = None, threads: int | None = None):
+    """An ONNX Runtime session on ``path`` with ``threads`` intra-op threads (None: onnxruntime's default, one per
+    physical core); a missing file is one line naming it."""
     import onnxruntime as ort
 
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent} is not a complete taae ONNX export: {path.name} is missing")
-    return ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
 
-def open_runner(model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None):
+def open_runner(model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None,
+                threads: int | None = None):
     """The runner for ``model``'s kind: :class:`OnnxRunner` (TAAE) or
     :class:`taae.onnx_rvqgan.RVQGANOnnxRunner`."""
     from taae.onnx_rvqgan import RVQGANOnnxRunner, is_rvqgan
 
     if is_rvqgan(model):
-        return RVQGANOnnxRunner(model, model_hash, folder, providers)
-    return OnnxRunner(model, model_hash, folder, providers)
+        return RVQGANOnnxRunner(model, model_hash, folder, providers, threads)
+    return OnnxRunner(model, model_hash, folder, providers, threads)
 
 
 class OnnxRunner:
@@ -153,13 +158,14 @@ class OnnxRunner:
     the trunks in ONNX Runtime and the token math from ``model``. Refuses a folder exported from another model or
     another format version, in one line."""
 
-    def __init__(self, model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None):
+    def __init__(self, model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None,
+                 threads: int | None = None):
         _check_model(model)
         folder = Path(folder)
         self.meta = read_meta(model_hash, folder)
         self.model = model
-        self.folder, self.providers = folder, providers
-        self.sessions = {part: open_session(folder / f"{part}.onnx", providers) for part in PARTS}
+        self.folder, self.providers, self.threads = folder, providers, threads
+        self.sessions = {part: open_session(folder / f"{part}.onnx", providers, threads) for part in PARTS}
 
     def streaming(self, batch_size: int = 1, preset: str | None = None):
         """A :class:`taae.onnx_streaming.OnnxStreamingSession` over this folder's streaming step (causal models)."""
@@ -171,7 +177,8 @@ class OnnxRunner:
             raise ValueError(f"{self.folder / META_NAME} has no streaming step (exported by a taae without it); "
                              "export it again with `taae export --onnx`")
         if "steps" not in self.__dict__:
-            self.steps = {side: open_session(self.folder / step_file(side), self.providers) for side in SIDES}
+            self.steps = {side: open_session(self.folder / step_file(side), self.providers, self.threads)
+                          for side in SIDES}
         return OnnxStreamingSession(self.model, self.steps, batch_size, preset)
 
     def __getattr__(self, name):  # presets, add_preset, rates: the model's

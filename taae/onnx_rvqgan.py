@@ -55,7 +55,8 @@ class RVQGANOnnxRunner:
     ONNX Runtime and the residual VQ from ``model``; the folder is checked as in :func:`taae.onnx_runtime.read_meta`.
     """
 
-    def __init__(self, model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None):
+    def __init__(self, model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None,
+                 threads: int | None = None):
         from taae.onnx_runtime import open_session, read_meta
 
         folder = Path(folder)
@@ -63,7 +64,7 @@ class RVQGANOnnxRunner:
         if self.meta.get("model", "TAAE") != "RVQGAN":
             raise ValueError(f"{folder} holds a {self.meta.get('model', 'TAAE')} export, not an RVQGAN's")
         self.model = model
-        self.sessions = {part: open_session(folder / f"{part}.onnx", providers) for part in PARTS}
+        self.sessions = {part: open_session(folder / f"{part}.onnx", providers, threads) for part in PARTS}
 
     def __getattr__(self, name):  # presets, rates: the model's
         return getattr(self.__dict__["model"], name)
