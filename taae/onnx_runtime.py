@@ -79,15 +79,16 @@ def export_onnx(model: nn.Module, model_hash: str, folder: str | Path) -> Path:
         if hasattr(module, "backend") and hasattr(module, "window"):
             module.backend = "naive"  # traces without data-dependent branches (module docstring)
     frames = torch.export.Dim("frames", min=1, max=1 << 20)  # not "N": sympy reads that name as a function
+    batch = torch.export.Dim("batch", max=4096)
     wav = torch.zeros(1, 1, 16 * traced.hop_length)
     codes = torch.zeros(1, traced.config.latent_dim, 16)
     with torch.no_grad(), torch.nn.utils.parametrize.cached():
-        torch.onnx.export(_Encoder(traced).eval(), (wav,), str(folder / "encoder.onnx"), dynamo=True, input_names=["wav"],
-                          output_names=["latent"], dynamic_shapes={"wav": {0: torch.export.Dim("batch", max=4096),
-                                                                           2: traced.hop_length * frames}})
+        torch.onnx.export(_Encoder(traced).eval(), (wav,), str(folder / "encoder.onnx"), dynamo=True,
+                          input_names=["wav"], output_names=["latent"],
+                          dynamic_shapes={"wav": {0: batch, 2: traced.hop_length * frames}})
         torch.onnx.export(_Decoder(traced).eval(), (codes,), str(folder / "decoder.onnx"), dynamo=True,
                           input_names=["codes"], output_names=["wav"],
-                          dynamic_shapes={"codes": {0: torch.export.Dim("batch", max=4096), 2: frames}})
+                          dynamic_shapes={"codes": {0: batch, 2: frames}})
     extra = {"model": "TAAE"}
     if getattr(traced.config, "causal", False):
         from taae.onnx_streaming import export_steps
