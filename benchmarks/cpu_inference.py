@@ -13,8 +13,8 @@
    chunking) in fp32, fp32 + torch.compile, int8, and onnx (the same weights exported by taae.onnx_runtime and run
    in ONNX Runtime with the same thread count; its export is not timed); stable-audio-tools 0.0.20 with its
    compiled FlexAttention (its default) and with its chunked-halo fallback; 0.0.17 (stable-codec's) full attention
-   when its Python is given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml against descript-audio-codec 1.0.0. Every row
-   runs once per round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio
+   when its Python is given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml against descript-audio-codec
+   1.0.0. Every row runs once per round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio
    seconds); each side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the
    encoder's latent and of the decoder's output for the same codes, against the official model; for taae's rows,
    the fraction of tokens equal to taae fp32's and, for onnx, the largest |audio − taae fp32's| for the same tokens.
