@@ -6,18 +6,18 @@
     python benchmarks/cpu_inference.py --threads-check
 
 1. Speed (default). Each TAAE ladder size (configs/taae/recipe.yaml + ladder/SIZE.yaml, random weights, seed 0,
-   LayerScale set to 1 so that every transformer layer shapes the output) is written in stable-audio-tools'
-   layout (benchmarks/official_layout.py; ``identity_stride1``: no conv at stride-1 stages, as there) and loaded
-   there by benchmarks/official_worker.py, run by the official
-   venv's Python. Rows: taae through ``Codec.encode``/``decode`` (700 bps, loudness normalisation off, no
-   chunking) in fp32, fp32 + torch.compile, int8, and onnx (the same weights exported by taae.onnx_runtime and run
-   in ONNX Runtime with the same thread count; its export is not timed); stable-audio-tools 0.0.20 with its
-   compiled FlexAttention (its default) and with its chunked-halo fallback; 0.0.17 (stable-codec's) full attention
-   when its Python is given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml against descript-audio-codec
-   1.0.0. Every row runs once per round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio
-   seconds); each side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the
-   encoder's latent and of the decoder's output for the same codes, against the official model; for taae's rows,
-   the fraction of tokens equal to taae fp32's and, for onnx, the largest |audio − taae fp32's| for the same tokens.
+   LayerScale set to 1 so that every transformer layer shapes the output) is written in stable-audio-tools' layout
+   (benchmarks/official_layout.py; ``identity_stride1``: no conv at stride-1 stages, as there) and loaded there by
+   benchmarks/official_worker.py, run by the official venv's Python. Rows: taae through ``Codec.encode``/``decode``
+   (700 bps, loudness normalisation off, no chunking) in fp32, fp32 + torch.compile, int8, and onnx (the same weights
+   exported by taae.onnx_runtime and run in ONNX Runtime with the same thread count; its export is not timed);
+   stable-audio-tools 0.0.20 with its compiled FlexAttention (its default) and with its chunked-halo fallback; 0.0.17
+   (stable-codec's) full attention when its Python is given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml
+   against descript-audio-codec 1.0.0. Every row runs once per round, rounds alternate the rows, the median over
+   rounds is reported (RTF = seconds / audio seconds); each side's warm-up call (compiles included) is not timed.
+   Agreement: relative L2 error of the encoder's latent and of the decoder's output for the same codes, against the
+   official model; for taae's rows, the fraction of tokens equal to taae fp32's and, for onnx, the largest |audio −
+   taae fp32's| for the same tokens.
 2. ``--quality``: fp32 vs int8 vs bf16 at 700 bps on a folder (data/demo/test): token agreement with fp32, and mel
    distance, SI-SDR, PESQ (wb) and STOI of each against the input, means over the files.
 3. ``--threads-check``: a LayerNorm and a GEMM at 1 and 2 threads, and what ``threads="auto"`` picks, now.
