@@ -6,16 +6,18 @@
     python benchmarks/cpu_inference.py --threads-check
 
 1. Speed (default). Each TAAE ladder size (configs/taae/recipe.yaml + ladder/SIZE.yaml, random weights, seed 0,
-   LayerScale set to 1 so that every transformer layer shapes the output) is written in stable-audio-tools'
-   layout (benchmarks/official_layout.py; ``identity_stride1``: no conv at stride-1 stages, as there) and loaded
-   there by benchmarks/official_worker.py, run by the official
-   venv's Python. Rows: taae through ``Codec.encode``/``decode`` (700 bps, loudness normalisation off, no
-   chunking) in fp32, fp32 + torch.compile and int8; stable-audio-tools 0.0.20 with its compiled FlexAttention
-   (its default) and with its chunked-halo fallback; 0.0.17 (stable-codec's) full attention when its Python is
-   given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml against descript-audio-codec 1.0.0. Every row
-   runs once per round, rounds alternate the rows, the median over rounds is reported (RTF = seconds / audio
-   seconds); each side's warm-up call (compiles included) is not timed. Agreement: relative L2 error of the
-   encoder's latent and of the decoder's output for the same codes, against the official model.
+   LayerScale set to 1 so that every transformer layer shapes the output) is written in stable-audio-tools' layout
+   (benchmarks/official_layout.py; ``identity_stride1``: no conv at stride-1 stages, as there) and loaded there by
+   benchmarks/official_worker.py, run by the official venv's Python. Rows: taae through ``Codec.encode``/``decode``
+   (700 bps, loudness normalisation off, no chunking) in fp32, fp32 + torch.compile, int8, and onnx (the same weights
+   exported by taae.codec.onnx_runtime and run in ONNX Runtime with the same thread count; its export is not timed);
+   stable-audio-tools 0.0.20 with its compiled FlexAttention (its default) and with its chunked-halo fallback; 0.0.17
+   (stable-codec's) full attention when its Python is given. ``--dac`` adds configs/rvqgan/recipe.yaml + dac16k.yaml
+   against descript-audio-codec 1.0.0. Every row runs once per round, rounds alternate the rows, the median over
+   rounds is reported (RTF = seconds / audio seconds); each side's warm-up call (compiles included) is not timed.
+   Agreement: relative L2 error of the encoder's latent and of the decoder's output for the same codes, against the
+   official model; for taae's rows, the fraction of tokens equal to taae fp32's and, for onnx, the largest |audio −
+   taae fp32's| for the same tokens.
 2. ``--quality``: fp32 vs int8 vs bf16 at 700 bps on a folder (data/demo/test): token agreement with fp32, and mel
    distance, SI-SDR, PESQ (wb) and STOI of each against the input, means over the files.
 3. ``--threads-check``: a LayerNorm and a GEMM at 1 and 2 threads, and what ``threads="auto"`` picks, now.
@@ -29,6 +31,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,6 +120,15 @@ def taae_rows(model, wav: torch.Tensor, threads: int, variants: list[str]) -> di
                                    compile=name == "fp32+compile")
         # compile=True compiles the computing model in place: give it its own copy so the other rows stay eager.
         codec = Codec(copy.deepcopy(model) if options.compile else model, chunk_seconds=None, inference=options)
+        export_s = None
+        if name == "onnx":  # the same weights, exported (not timed) and run in ONNX Runtime at the same threads
+            from taae.codec.onnx_runtime import export_onnx
+
+            start = time.perf_counter()
+            folder = export_onnx(model, codec.model_hash, tempfile.mkdtemp(prefix="cpu_inference_onnx_"))
+            export_s = time.perf_counter() - start
+            codec.use_onnx(folder)
+            shutil.rmtree(folder)  # the sessions hold the graphs and weights; 0.9 GB at 240 M
 
         def run(codec=codec):
             start = time.perf_counter()
@@ -126,7 +138,8 @@ def taae_rows(model, wav: torch.Tensor, threads: int, variants: list[str]) -> di
 
         start = time.perf_counter()
         run()  # warm-up (and torch.compile's compile)
-        rows[f"taae {name}"] = {"fn": run, "warmup_s": time.perf_counter() - start, "codec": codec}
+        rows[f"taae {name}"] = {"fn": run, "warmup_s": time.perf_counter() - start, "codec": codec,
+                                "export_s": export_s}
     return rows
 
 
@@ -152,7 +165,7 @@ def speed(args) -> dict:
             decoded = model.decode_codes(codes) if kind == "taae" else model.decode(codes)
         torch.save(codes, folder / "codes.pt")
 
-        variants = ["fp32", "fp32+compile", "int8"] if kind == "taae" else ["fp32"]
+        variants = ["fp32", "fp32+compile", "int8", "onnx"] if kind == "taae" else ["fp32", "onnx"]
         variants = [v for v in variants if v not in args.skip]
         rows = taae_rows(model, wav, args.threads, variants)
         officials = []
@@ -172,9 +185,13 @@ def speed(args) -> dict:
         for name, row in rows.items():
             if "codec" in row:
                 preset = preset_of(row["codec"])
+                fp32 = rows["taae fp32"]["codec"]
+                tokens = fp32.encode(wav, 16000, preset, normalize=False)
                 row["agreement"] = {"tokens_vs_fp32": float((row["codec"].encode(wav, 16000, preset, normalize=False)
-                                                             == rows["taae fp32"]["codec"].encode(
-                                                                 wav, 16000, preset, normalize=False)).float().mean())}
+                                                             == tokens).float().mean())}
+                if name == "taae onnx":
+                    row["agreement"]["audio_vs_fp32"] = float((row["codec"].decode(tokens, preset)
+                                                               - fp32.decode(tokens, preset)).abs().max())
         times = {name: [] for name in rows}
         for _ in range(args.rounds):
             for name, row in rows.items():
@@ -183,13 +200,20 @@ def speed(args) -> dict:
             official.close()
         results[size] = {name: {"seconds": statistics.median(t), "rtf": statistics.median(t) / args.seconds,
                                 "all_seconds": t, "agreement": rows[name].get("agreement"),
-                                "warmup_s": rows[name].get("warmup_s")} for name, t in times.items()}
+                                "warmup_s": rows[name].get("warmup_s"), "export_s": rows[name].get("export_s")}
+                         for name, t in times.items()}
     return results
 
 
 def print_speed(results: dict, args) -> None:
+    try:
+        import onnxruntime
+
+        ort = f", onnxruntime {onnxruntime.__version__}"
+    except ImportError:
+        ort = ""
     print(f"\n{args.seconds:g} s of speech, {args.threads} threads, fp32 unless named, median of {args.rounds} "
-          f"alternating rounds; torch {torch.__version__}")
+          f"alternating rounds; torch {torch.__version__}{ort}; load average {os.getloadavg()[0]:.1f} at the end")
     print("| model | implementation | RTF | × vs first official row | agreement (rel. L2) |\n|---|---|---|---|---|")
     for size, rows in results.items():
         base = next((r["rtf"] for name, r in rows.items() if not name.startswith("taae")), None)
@@ -271,7 +295,8 @@ def main() -> None:
     parser.add_argument("--stable-codec-python", help="python of the venv with stable-audio-tools 0.0.17")
     parser.add_argument("--sizes", nargs="*", default=["240m", "950m"], help="TAAE ladder sizes")
     parser.add_argument("--dac", action="store_true", help="also configs/rvqgan/dac16k.yaml vs DAC 1.0.0")
-    parser.add_argument("--skip", nargs="*", default=[], help="rows to skip: fp32+compile int8 flex chunked full")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="rows to skip: fp32+compile int8 onnx flex chunked full")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)

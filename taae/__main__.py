@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--no-normalize", action="store_true", help="keep the level, as a live stream must "
                         "(normalisation to -20 LUFS measures the whole file first)")
     stream.add_argument("--subtype", default="PCM_16", help="as in decode (default: PCM_16)")
+    stream.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                        help="torch (default) or onnx: the export's streaming step in ONNX Runtime "
+                        "(taae export --onnx)")
     add("info", "parameters, rates, hash and every preset's bitrate", cmd_info)
     export = add("export", "write config.json + model.safetensors + a model card (README.md)", cmd_export)
     export.add_argument("output", help="output folder")

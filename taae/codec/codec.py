@@ -146,12 +146,13 @@ class Codec:
         """Run the encoder and decoder from ``folder`` (``taae export --onnx``'s ``onnx/``) in ONNX Runtime, on the
         CPU (CUDA when onnxruntime has it and the codec is on a GPU); the token math stays this codec's. A folder
         exported from other weights or another format version is refused in one line."""
-        from taae.codec.onnx_runtime import OnnxRunner
+        from taae.codec.onnx_runtime import open_runner
 
         if self.inference.precision != "fp32":
             raise ValueError(f"runtime 'onnx' runs fp32; got precision={self.inference.precision!r}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda" else None
-        self._runner = OnnxRunner(self.model, self.model_hash, folder, providers)
+        threads = self.inference.threads if isinstance(self.inference.threads, int) else None  # a fixed count
+        self._runner = open_runner(self.model, self.model_hash, folder, providers, threads)
         return self
 
     # -- properties ------------------------------------------------------------------------------------------
@@ -366,9 +367,12 @@ class Codec:
     def streaming(self, batch_size: int = 1, preset: str | None = None):
         """A :class:`taae.codec.streaming.StreamingSession` over this codec's causal model: ``with codec.streaming(B,
         "700bps") as s: tokens = s.encode(chunk); audio = s.decode(tokens)``. Chunks are (B, 1, n·hop) samples at
-        :attr:`sample_rate`, already pre-processed (a stream cannot be loudness-normalised ahead of time)."""
+        :attr:`sample_rate`, already pre-processed (a stream cannot be loudness-normalised ahead of time). With
+        ``runtime="onnx"`` the steps run in ONNX Runtime (:mod:`taae.codec.onnx_streaming`)."""
         from taae.codec.streaming import StreamingSession
 
+        if hasattr(type(self._runner), "streaming"):  # OnnxRunner (its __getattr__ reaches the model's names)
+            return self._runner.streaming(batch_size, self.resolve_preset(preset))
         return StreamingSession(self.model, batch_size, self.resolve_preset(preset))
 
     # -- reports ---------------------------------------------------------------------------------------------

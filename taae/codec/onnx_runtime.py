@@ -4,7 +4,11 @@ Shape legend: B batch, T samples (a whole number of hops), D latent dim, S laten
 
     encoder.onnx   wav (B, 1, T) ─patch → encoder─► z (B, D, S), the latent before tanh
     decoder.onnx   codes (B, D, S) ─decoder → unpatch (→ tanh)─► wav (B, 1, S·hop)
-    onnx.json      format, version, the model's hash, rates: checked against the codec that loads the folder
+    onnx.json      format, version, taae version, the model's hash, rates: checked against the codec that loads it
+
+A causal TAAE also gets its streaming step with the state as explicit inputs and outputs (``encoder_step.onnx``,
+``decoder_step.onnx``: :mod:`taae.codec.onnx_streaming`), and an RVQGAN gets its encoder and decoder trunks
+(:mod:`taae.codec.onnx_rvqgan`).
 
 Only the transformer trunks run in ONNX Runtime; pre-processing, padding, chunking and the token math (tanh, FSQ
 and the residual presets, user presets included) stay the PyTorch code that the eager path runs, so both runtimes
@@ -16,20 +20,15 @@ traces without data-dependent branches), which costs N² memory per layer: Codec
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from taae import __version__
-from taae.io.atomic import write_text
+from taae.codec.onnx_files import META_NAME, ONNX_FORMAT, ONNX_VERSION, open_session, read_meta, write_meta
 
-__all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxRunner", "export_onnx"]
+__all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxRunner", "export_onnx", "open_runner"]
 
-ONNX_FORMAT = "taae-onnx"
-ONNX_VERSION = 1
-META_NAME = "onnx.json"
 PARTS = ("encoder", "decoder")
 
 
@@ -59,7 +58,14 @@ def _check_model(model: nn.Module) -> None:
 
 
 def export_onnx(model: nn.Module, model_hash: str, folder: str | Path) -> Path:
-    """Write ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json`` for ``model`` (a TAAE) into ``folder``."""
+    """Write ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json`` for ``model`` (a TAAE or an RVQGAN) into
+    ``folder``; for a causal TAAE also its streaming step (``encoder_step.onnx``, ``decoder_step.onnx``)."""
+    from taae.codec.onnx_rvqgan import export_rvqgan, is_rvqgan
+
+    if is_rvqgan(model):
+        folder = export_rvqgan(model, Path(folder))
+        write_meta(model, model_hash, folder, {"model": "RVQGAN"})
+        return folder
     _check_model(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,20 +74,34 @@ def export_onnx(model: nn.Module, model_hash: str, folder: str | Path) -> Path:
         if hasattr(module, "backend") and hasattr(module, "window"):
             module.backend = "naive"  # traces without data-dependent branches (module docstring)
     frames = torch.export.Dim("frames", min=1, max=1 << 20)  # not "N": sympy reads that name as a function
+    batch = torch.export.Dim("batch", max=4096)
     wav = torch.zeros(1, 1, 16 * traced.hop_length)
     codes = torch.zeros(1, traced.config.latent_dim, 16)
     with torch.no_grad(), torch.nn.utils.parametrize.cached():
-        torch.onnx.export(_Encoder(traced), (wav,), str(folder / "encoder.onnx"), dynamo=True, input_names=["wav"],
-                          output_names=["latent"], dynamic_shapes={"wav": {0: torch.export.Dim("batch", max=4096),
-                                                                           2: traced.hop_length * frames}})
-        torch.onnx.export(_Decoder(traced), (codes,), str(folder / "decoder.onnx"), dynamo=True,
+        torch.onnx.export(_Encoder(traced).eval(), (wav,), str(folder / "encoder.onnx"), dynamo=True,
+                          input_names=["wav"], output_names=["latent"],
+                          dynamic_shapes={"wav": {0: batch, 2: traced.hop_length * frames}})
+        torch.onnx.export(_Decoder(traced).eval(), (codes,), str(folder / "decoder.onnx"), dynamo=True,
                           input_names=["codes"], output_names=["wav"],
-                          dynamic_shapes={"codes": {0: torch.export.Dim("batch", max=4096), 2: frames}})
-    meta = {"format": ONNX_FORMAT, "version": ONNX_VERSION, "taae_version": __version__, "model_hash": model_hash,
-            "sample_rate": int(model.sample_rate), "hop_length": int(model.hop_length),
-            "latent_dim": int(model.config.latent_dim)}
-    write_text(folder / META_NAME, json.dumps(meta, indent=2) + "\n")
+                          dynamic_shapes={"codes": {0: batch, 2: frames}})
+    extra = {"model": "TAAE"}
+    if getattr(traced.config, "causal", False):
+        from taae.codec.onnx_streaming import export_steps
+
+        extra["streaming"] = export_steps(traced, folder)  # state leaves per side
+    write_meta(model, model_hash, folder, extra)
     return folder
+
+
+def open_runner(model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None,
+                threads: int | None = None):
+    """The runner for ``model``'s kind: :class:`OnnxRunner` (TAAE) or
+    :class:`taae.codec.onnx_rvqgan.RVQGANOnnxRunner`."""
+    from taae.codec.onnx_rvqgan import RVQGANOnnxRunner, is_rvqgan
+
+    if is_rvqgan(model):
+        return RVQGANOnnxRunner(model, model_hash, folder, providers, threads)
+    return OnnxRunner(model, model_hash, folder, providers, threads)
 
 
 class OnnxRunner:
@@ -89,33 +109,29 @@ class OnnxRunner:
     the trunks in ONNX Runtime and the token math from ``model``. Refuses a folder exported from another model or
     another format version, in one line."""
 
-    def __init__(self, model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, model: nn.Module, model_hash: str, folder: str | Path, providers: list[str] | None = None,
+                 threads: int | None = None):
         _check_model(model)
         folder = Path(folder)
-        meta_path = folder / META_NAME
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{folder} is not a taae ONNX export: {META_NAME} is missing "
-                                    "(write one with `taae export --onnx`)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{meta_path} is not valid JSON: {err}") from err
-        if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT or meta.get("version") != ONNX_VERSION:
-            got = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else meta
-            raise ValueError(f"{meta_path}: format/version {got} is not {ONNX_FORMAT!r} version {ONNX_VERSION} "
-                             f"(this taae is {__version__}); export it again with `taae export --onnx`")
-        if meta.get("model_hash") != model_hash:
-            raise ValueError(f"{meta_path} was exported from model {meta.get('model_hash')} but this codec's model is "
-                             f"{model_hash}; export the ONNX files from the same weights")
+        self.meta = read_meta(model_hash, folder)
         self.model = model
-        self.sessions = {}
-        for part in PARTS:
-            path = folder / f"{part}.onnx"
-            if not path.is_file():
-                raise FileNotFoundError(f"{folder} is not a complete taae ONNX export: {path.name} is missing")
-            self.sessions[part] = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+        self.folder, self.providers, self.threads = folder, providers, threads
+        self.sessions = {part: open_session(folder / f"{part}.onnx", providers, threads) for part in PARTS}
+
+    def streaming(self, batch_size: int = 1, preset: str | None = None):
+        """A :class:`taae.codec.onnx_streaming.OnnxStreamingSession` over this folder's streaming step (causal
+        models)."""
+        from taae.codec.onnx_streaming import OnnxStreamingSession, step_file
+        from taae.codec.streaming import SIDES, _layers
+
+        _layers(self.model, "encoder")  # a non-causal model is refused as the torch runtime refuses it
+        if "streaming" not in self.meta:
+            raise ValueError(f"{self.folder / META_NAME} has no streaming step (exported by a taae without it); "
+                             "export it again with `taae export --onnx`")
+        if "steps" not in self.__dict__:
+            self.steps = {side: open_session(self.folder / step_file(side), self.providers, self.threads)
+                          for side in SIDES}
+        return OnnxStreamingSession(self.model, self.steps, batch_size, preset)
 
     def __getattr__(self, name):  # presets, add_preset, rates: the model's
         return getattr(self.__dict__["model"], name)

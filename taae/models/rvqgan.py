@@ -263,15 +263,24 @@ class RVQGAN(ComputeAccounting, nn.Module):
     def encode(self, wav: Tensor, preset: str | None = None) -> Tensor:
         """(B, 1, T) → (B, K, S) int64 tokens of ``preset`` (default ``native``); never applies dropout."""
         self._check_wav(wav)
+        return self.quantize_latent(self.encoder(pad_to_multiple(wav, self.hop_length)), preset)
+
+    def quantize_latent(self, z_e: Tensor, preset: str | None = None) -> Tensor:
+        """The token half of :meth:`encode`: (B, D, S) encoder output → (B, K, S) int64 tokens of ``preset``
+        (the ONNX runtime runs the encoder and calls this, :mod:`taae.codec.onnx_rvqgan`)."""
         k = self._preset(preset).tokens_per_frame
-        z_e = self.encoder(pad_to_multiple(wav, self.hop_length))
         return self.quantizer(z_e, n_quantizers=k).codes[:, :k]  # train mode runs (and returns) every stage
 
     def decode(self, tokens: Tensor, preset: str | None = None) -> Tensor:
         """(B, K, S) tokens of ``preset`` (default ``native``) → (B, 1, S·hop) audio from the first K codebooks."""
+        return self.decoder(self.latent_from_tokens(tokens, preset))
+
+    def latent_from_tokens(self, tokens: Tensor, preset: str | None = None) -> Tensor:
+        """The token half of :meth:`decode`: (B, K, S) tokens, checked against ``preset`` → (B, D, S) the
+        decoder's input (the sum of the first K codebooks' projections)."""
         spec = self._preset(preset)
         if tokens.dim() != 3 or tokens.shape[1] != spec.tokens_per_frame:
             raise ValueError(f"preset {spec.name!r} expects K={spec.tokens_per_frame} token rows (B, K, S), "
                              f"got shape {tuple(tokens.shape)}")
         spec.check_tokens(tokens)
-        return self.decoder(self.quantizer.from_codes(tokens))
+        return self.quantizer.from_codes(tokens)

@@ -29,7 +29,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
                         "--audio", NO_AUDIO], "700bps"),
     # 25m through the stable-audio-tools layout conversion (official_layout.py); --dac is its own test below.
     "cpu_inference.py": (["--sizes", "25m", "--seconds", "0.2", "--rounds", "1", "--threads", "1",
-                          "--skip", "fp32+compile"], "| 25m | taae fp32 |"),
+                          "--skip", "fp32+compile"], "| 25m | taae onnx |"),  # the last taae row
     "full_size.py": (["--config", str(ROOT / "configs/taae/tiny.yaml"), "--seconds", "0.5", "--chunks", "0",
                       "--threads", "1", "--audio", NO_AUDIO], "whole"),
     "long_file.py": (["--seconds", "2", "--chunk-seconds", "1", "--overlaps", "0", "2", "--threads", "1",
@@ -84,6 +84,8 @@ def test_cpu_inference_dac_writes_its_row(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "r.json").read_text())
     assert list(rows) == ["dac16k"] and rows["dac16k"]["taae fp32"]["rtf"] > 0
+    onnx = rows["dac16k"]["taae onnx"]  # the RVQGAN in ONNX Runtime: the same tokens, the same audio to 1e-4
+    assert onnx["rtf"] > 0 and onnx["agreement"]["tokens_vs_fp32"] == 1.0 and onnx["agreement"]["audio_vs_fp32"] <= 1e-4
 
 
 @pytest.mark.slow

@@ -76,3 +76,13 @@ def test_onnx_folder_of_other_weights_or_version_is_one_line(exported, tmp_path)
         eager.use_onnx(tmp_path)
     with pytest.raises(ValueError, match="runtime must be 'torch' or 'onnx'"):
         Codec.load(folder, runtime="tensorrt")
+
+
+def test_onnx_folder_from_another_taae_version_is_one_line(exported, tmp_path):
+    # Same format version, same weights, another taae: its graphs bake in that taae's model code.
+    eager, folder = exported
+    meta = json.loads((folder / "onnx" / "onnx.json").read_text())
+    (tmp_path / "onnx.json").write_text(json.dumps(meta | {"taae_version": "0.0.1"}))
+    with pytest.raises(ValueError, match=r"was exported by taae 0\.0\.1 but this is taae .*export it again") as err:
+        eager.use_onnx(tmp_path)
+    assert "\n" not in str(err.value)
