@@ -54,7 +54,7 @@ def test_a_taae_onnx_folder_is_refused_by_an_rvqgan_codec(exported, tmp_path):
 
     eager, _ = exported
     taae = Codec(tiny_model())
-    taae.io.export(tmp_path / "taae", onnx=True)
+    taae.export(tmp_path / "taae", onnx=True)
     with pytest.raises(ValueError, match=r"was exported from model \w+ but this codec's model is") as err:
         eager.use_onnx(tmp_path / "taae" / "onnx")
     assert "\n" not in str(err.value)
