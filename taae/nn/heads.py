@@ -39,8 +39,10 @@ class OverlapAddHead(nn.Module):
         frame 1          [~~~~~~~~~~~]
         frame 2                  [~~~~~~~~~~~]
 
-    A periodic Hann at 50% overlap sums to exactly 1 inside; at the two ends only one frame covers a sample, so the
-    sum is divided out (the envelope, ≥ 0.5 there, exactly 1 elsewhere), as ``torch.istft`` does.
+    The window is a Hann shifted by half a sample, w[k] = sin²(π(k + ½)/W): like the periodic Hann it sums to exactly
+    1 at 50% overlap (w[k] + w[k + P] = sin² + cos²), and unlike it no frame sample is multiplied by zero (the
+    periodic Hann's w[0] = 0 would leave one of the 2P outputs without a gradient). At the two ends only one frame
+    covers a sample, so the sum is divided out (the envelope, ≈ 0.5 there, 1 elsewhere), as ``torch.istft`` does.
 
     Args:
         in_channels: C of the decoder's last stage.
@@ -55,7 +57,9 @@ class OverlapAddHead(nn.Module):
                              f"got {patch_size}")
         self.patch_size = patch_size
         self.proj = nn.Conv1d(in_channels, 2 * patch_size, kernel_size, padding=kernel_size // 2)
-        self.register_buffer("window", torch.hann_window(2 * patch_size, periodic=True), persistent=False)
+        k = torch.arange(2 * patch_size, dtype=torch.float64)
+        window = torch.sin(math.pi * (k + 0.5) / (2 * patch_size)).pow(2).float()
+        self.register_buffer("window", window, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, N) → (B, P, N)
         return self.overlap_add(self.proj(x))
