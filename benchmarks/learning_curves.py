@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-files", type=int, default=None, help="test files to score (default: all)")
     parser.add_argument("--no-mos", action="store_true", help="leave DNSMOS out")
     parser.add_argument("--train-only", action="store_true", help="train, then stop before evaluating")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="score the checkpoints saved so far (while training runs), train nothing")
     parser.add_argument("--figure", default="docs/figures/learning_curves.png", help="PNG; the CSV goes beside it")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: recipe and istft to 0.02 and 0.04 CPU minutes, two test files, no DNSMOS")
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     figure = Path(args.figure).resolve()
     data_root = str(Path(args.data_root).resolve()) if args.data_root else None
     os.chdir(ROOT)
-    train_all(names, out, args.minutes, args.parallel, data_root)
+    if not args.eval_only:
+        train_all(names, out, args.minutes, args.parallel, data_root)
     if args.train_only:
         return
     from taae.eval.metrics import optional_metrics_status

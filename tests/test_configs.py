@@ -41,11 +41,12 @@ def _rungs():
 # Composed experiments: each entry is the list of --config files, in order.
 EXPERIMENTS = (
     [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml"))
-     if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml", "causal_tiny.yaml")]
+     if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml", "causal_tiny.yaml", "perceptual_from_start.yaml")]
     + [[RVQGAN_RECIPE], [CONFIGS / "rvqgan/tiny.yaml"]]
     + [[RVQGAN_RECIPE, CONFIGS / f"rvqgan/{name}.yaml"] for name in ("400bps", "700bps", "1000bps", "dac16k")]
     + QUICKSTARTS
     + [CAUSAL_TINY]
+    + [[*QUICKSTARTS[0], CONFIGS / "taae/perceptual_from_start.yaml"]]
     + [[RECIPE, p] for p in TAAE_SIZES]
     + [[RVQGAN_RECIPE, p] for p in RVQGAN_SIZES]
     + [[RVQGAN_RECIPE, CONFIGS / "rvqgan/ladder/75m.yaml", CONFIGS / "rvqgan/700bps.yaml"]]
