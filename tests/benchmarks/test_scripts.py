@@ -139,5 +139,5 @@ def test_learning_curves_smoke_writes_png_and_csv(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert figure.is_file() and "| istft | 0.04 |" in proc.stdout, proc.stdout[-3000:]
     rows = figure.with_suffix(".csv").read_text().splitlines()
-    assert [r.split(",")[:2] for r in rows[1:5]] == [["recipe", "0.02"], ["recipe", "0.04"], ["istft", "0.02"],
+    assert [r.split(",")[:2] for r in rows[1:5]] == [["patch", "0.02"], ["patch", "0.04"], ["istft", "0.02"],
                                                      ["istft", "0.04"]]
