@@ -56,6 +56,10 @@ class _Decoder(nn.Module):
 def _check_model(model: nn.Module) -> None:
     if not all(hasattr(model, n) for n in ("encoder", "decode_codes", "tokens_from_latent", "codes_from_tokens")):
         raise ValueError(f"ONNX export supports TAAE models only, got {type(model).__name__}")
+    head = getattr(getattr(model, "config", None), "head", "patch")
+    if head == "istft":  # torch.export fails inside torch.istft (complex spectra), measured with torch 2.14
+        raise ValueError("ONNX export: a TAAE with config head 'istft' (configs/taae/tiny.yaml) cannot be exported to "
+                         "ONNX (torch.istft does not trace); export without --onnx, or train with head 'patch'")
 
 
 def export_onnx(model: nn.Module, model_hash: str, folder: str | Path) -> Path:

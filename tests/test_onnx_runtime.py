@@ -76,3 +76,12 @@ def test_onnx_folder_of_other_weights_or_version_is_one_line(exported, tmp_path)
         eager.use_onnx(tmp_path)
     with pytest.raises(ValueError, match="runtime must be 'torch' or 'onnx'"):
         Codec.load(folder, runtime="tensorrt")
+
+
+def test_onnx_export_refuses_the_istft_head_with_a_clear_error(tmp_path):
+    from taae.models.taae import TAAE, TAAEConfig
+    from taae.onnx_runtime import export_onnx
+
+    model = TAAE(TAAEConfig(stem_width=128, widths=(128, 128), depths=(0, 0), head="istft"))
+    with pytest.raises(ValueError, match="head 'istft'"):
+        export_onnx(model, "0" * 8, tmp_path / "onnx")
