@@ -25,8 +25,8 @@ from torch import Tensor
 METRICS = ("si_sdr", "mel", "stft", "noise_floor", "pesq_wb", "pesq_nb", "stoi", "mos")
 """Every per-file metric key, in report column order."""
 
-HIGHER_IS_BETTER = {"si_sdr": True, "mel": False, "stft": False, "noise_floor": True, "pesq_wb": True, "pesq_nb": True, "stoi": True,
-                    "mos": True,
+HIGHER_IS_BETTER = {"si_sdr": True, "mel": False, "stft": False, "noise_floor": True, "pesq_wb": True,
+                    "pesq_nb": True, "stoi": True, "mos": True,
                     # model-based columns of taae.eval.speech_models, computed in the main process
                     "wer": False, "dwer": False, "sim": True}
 

@@ -37,7 +37,6 @@ from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
 from taae.quantizers.residual_fsq import PostHocResidualFSQ
 from taae.quantizers.token_spec import TokenSpec
 
-
 HEADS = ("patch", "overlap_add", "istft")
 """The decoder output heads ``TAAEConfig.head`` can name."""
 
