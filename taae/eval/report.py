@@ -20,7 +20,8 @@ from taae.atomic import write_many, write_text
 from taae.eval.metrics import HIGHER_IS_BETTER, METRICS
 from taae.eval.token_stats import EntropyStats
 
-COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "noise_floor": "Floor dB", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
+COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "noise_floor": "Floor dB", "pesq_wb": "PESQ-WB",
+                 "pesq_nb": "PESQ-NB",
                  "stoi": "STOI", "mos": "DNSMOS", "wer": "WER", "dwer": "dWER", "sim": "SIM"}
 
 PAPER_ROW = {"name": "TAAE 2×15625 (paper)", "bitrate": 700.0, "si_sdr": 4.73, "mel": 0.86, "stft": 1.26,
