@@ -42,11 +42,12 @@ def _rungs():
 # Composed experiments: each entry is the list of --config files, in order.
 EXPERIMENTS = (
     [[p] for p in sorted((CONFIGS / "taae").glob("*.yaml"))
-     if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml", "causal_tiny.yaml")]
+     if p.name not in ("finetune_wavlm.yaml", "quickstart.yaml", "causal_tiny.yaml", "perceptual_from_start.yaml")]
     + [[RVQGAN_RECIPE], [CONFIGS / "rvqgan/tiny.yaml"]]
     + [[RVQGAN_RECIPE, CONFIGS / f"rvqgan/{name}.yaml"] for name in ("400bps", "700bps", "1000bps", "dac16k")]
     + QUICKSTARTS
     + [CAUSAL_TINY]
+    + [[*QUICKSTARTS[0], CONFIGS / "taae/perceptual_from_start.yaml"]]
     + [[RECIPE, p] for p in TAAE_SIZES]
     + [[RVQGAN_RECIPE, p] for p in RVQGAN_SIZES]
     + [[RVQGAN_RECIPE, CONFIGS / "rvqgan/ladder/75m.yaml", CONFIGS / "rvqgan/700bps.yaml"]]
@@ -179,7 +180,7 @@ def test_causal_tiny_is_the_quickstart_recipe_made_causal():
     generator = causal["model"]["init_args"]["generator"]["init_args"]["config"]
     assert generator["causal"] is True and tuple(generator["window"]) == (63, 0)  # 2.56 s at 25 Hz (Table 11)
     offline = quickstart["model"]["init_args"]["generator"]["init_args"]["config"]
-    assert offline["causal"] is False
-    generator.update(causal=False, window=offline["window"])
+    assert offline["causal"] is False and generator["head"] == "patch"  # the iSTFT head cannot stream
+    generator.update(causal=False, window=offline["window"], head=offline["head"])
     causal.pop("config"), quickstart.pop("config")  # the --config file list itself
     assert yaml.safe_dump(causal).replace("runs/causal_tiny", "runs/quickstart") == yaml.safe_dump(quickstart)

@@ -5,10 +5,12 @@ ONNX Runtime sessions over its graphs. The TAAE trunks (:mod:`taae.codec.onnx_ru
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from taae import __version__
 from taae.io.atomic import write_text
@@ -62,3 +64,22 @@ def open_session(path: Path, providers: list[str] | None = None, threads: int | 
     if threads is not None:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A CPU copy of ``model`` in eval mode for the exporters, its weight norms baked into plain weights.
+
+    ``g·v/‖v‖`` becomes the weight it evaluates to (the value ``parametrize.cached`` would compute), so the graph
+    holds one constant per conv instead of the norm. Tracing under ``parametrize.cached`` instead fills the cache
+    with the tracer's fake tensors on first use, and the exporter then fails to write those weights. Not
+    ``parametrize.remove_parametrizations``: a deep copy shares the generated ``Parametrized*`` class with the model,
+    and that function deletes the property from the class, which breaks the model itself.
+    """
+    plain = copy.deepcopy(model).cpu().eval()
+    for module in [m for m in plain.modules() if parametrize.is_parametrized(m)]:
+        values = {name: getattr(module, name).detach().clone() for name in module.parametrizations}
+        module.__class__ = module.__class__.__bases__[0]  # the class torch subclassed to parametrize it
+        del module.parametrizations
+        for name, value in values.items():
+            module.register_parameter(name, nn.Parameter(value, requires_grad=False))
+    return plain

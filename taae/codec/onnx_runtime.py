@@ -19,13 +19,20 @@ traces without data-dependent branches), which costs N² memory per layer: Codec
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from taae.codec.onnx_files import META_NAME, ONNX_FORMAT, ONNX_VERSION, open_session, read_meta, write_meta
+from taae.codec.onnx_files import (
+    META_NAME,
+    ONNX_FORMAT,
+    ONNX_VERSION,
+    open_session,
+    plain_copy,
+    read_meta,
+    write_meta,
+)
 
 __all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxRunner", "export_onnx", "open_runner"]
 
@@ -69,7 +76,7 @@ def export_onnx(model: nn.Module, model_hash: str, folder: str | Path) -> Path:
     _check_model(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    traced = copy.deepcopy(model).cpu().eval()
+    traced = plain_copy(model)
     for module in traced.modules():
         if hasattr(module, "backend") and hasattr(module, "window"):
             module.backend = "naive"  # traces without data-dependent branches (module docstring)
@@ -77,7 +84,7 @@ def export_onnx(model: nn.Module, model_hash: str, folder: str | Path) -> Path:
     batch = torch.export.Dim("batch", max=4096)
     wav = torch.zeros(1, 1, 16 * traced.hop_length)
     codes = torch.zeros(1, traced.config.latent_dim, 16)
-    with torch.no_grad(), torch.nn.utils.parametrize.cached():
+    with torch.no_grad():
         torch.onnx.export(_Encoder(traced).eval(), (wav,), str(folder / "encoder.onnx"), dynamo=True,
                           input_names=["wav"], output_names=["latent"],
                           dynamic_shapes={"wav": {0: batch, 2: traced.hop_length * frames}})

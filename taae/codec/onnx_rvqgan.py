@@ -17,13 +17,12 @@ at a time, as with the torch runtime.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from taae.codec.onnx_files import open_session, read_meta
+from taae.codec.onnx_files import open_session, plain_copy, read_meta
 from taae.models.base import pad_to_multiple
 
 __all__ = ["RVQGANOnnxRunner", "export_rvqgan", "is_rvqgan"]
@@ -39,12 +38,12 @@ def is_rvqgan(model: nn.Module) -> bool:
 def export_rvqgan(model: nn.Module, folder: Path) -> Path:
     """Write ``encoder.onnx`` and ``decoder.onnx`` of an RVQGAN into ``folder`` (batch and length dynamic)."""
     folder.mkdir(parents=True, exist_ok=True)
-    traced = copy.deepcopy(model).cpu().eval()
+    traced = plain_copy(model)
     batch = torch.export.Dim("batch", max=4096)
     frames = torch.export.Dim("frames", min=1, max=1 << 20)
     wav = torch.zeros(1, 1, 16 * traced.hop_length)
     latent = torch.zeros(1, traced.config.latent_dim, 16)
-    with torch.no_grad(), torch.nn.utils.parametrize.cached():
+    with torch.no_grad():
         torch.onnx.export(traced.encoder, (wav,), str(folder / "encoder.onnx"), dynamo=True, input_names=["wav"],
                           output_names=["latent"],
                           dynamic_shapes={"wav": {0: batch, 2: traced.hop_length * frames}})

@@ -69,8 +69,8 @@ class _Step(nn.Module):
 
 
 def export_steps(model: nn.Module, folder: str | Path) -> dict[str, int]:
-    """Write ``encoder_step.onnx`` and ``decoder_step.onnx`` for a causal TAAE ``model`` (a CPU copy in eval mode,
-    as :func:`taae.codec.onnx_runtime.export_onnx` prepares it); returns the number of state leaves of each side."""
+    """Write ``encoder_step.onnx`` and ``decoder_step.onnx`` for a causal TAAE ``model`` (a CPU copy in eval mode
+    with plain weights, :func:`taae.codec.onnx_files.plain_copy`); returns the number of state leaves of each side."""
     folder = Path(folder)
     batch = torch.export.Dim("batch", max=4096)
     frames = torch.export.Dim("frames", min=1, max=1 << 20)  # not "N": sympy reads that name as a function
@@ -83,7 +83,7 @@ def export_steps(model: nn.Module, folder: str | Path) -> dict[str, int]:
         names = [f"state_in_{i}" for i in range(len(leaves))]
         outs = [f"state_out_{i}" for i in range(len(leaves))]
         x_name, y_name = ("chunk", "latent") if side == "encoder" else ("codes", "wav")
-        with torch.no_grad(), torch.nn.utils.parametrize.cached():
+        with torch.no_grad():
             torch.onnx.export(_Step(model, side).eval(), (x, *leaves), str(folder / step_file(side)), dynamo=True,
                               input_names=[x_name, *names], output_names=[y_name, *outs],
                               dynamic_shapes=(x_axes, tuple({0: batch} for _ in leaves)))

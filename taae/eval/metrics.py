@@ -1,5 +1,5 @@
-"""Objective metrics for codec evaluation (§8): SI-SDR, mel and STFT distances, PESQ, STOI, DNSMOS,
-and real-time factor. Token entropy and bitrate live in ``taae.eval.token_stats``.
+"""Objective metrics for codec evaluation (§8): SI-SDR, mel and STFT distances, the noise floor in silences,
+PESQ, STOI, DNSMOS, and real-time factor. Token entropy and bitrate live in ``taae.eval.token_stats``.
 
 Shape legend: T samples.
 
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-METRICS = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi", "mos")
+METRICS = ("si_sdr", "mel", "stft", "noise_floor", "pesq_wb", "pesq_nb", "stoi", "mos")
 """Every per-file metric key, in report column order."""
 
-HIGHER_IS_BETTER = {"si_sdr": True, "mel": False, "stft": False, "pesq_wb": True, "pesq_nb": True, "stoi": True,
-                    "mos": True,
+HIGHER_IS_BETTER = {"si_sdr": True, "mel": False, "stft": False, "noise_floor": True, "pesq_wb": True,
+                    "pesq_nb": True, "stoi": True, "mos": True,
                     # model-based columns of taae.eval.speech_models, computed in the main process
                     "wer": False, "dwer": False, "sim": True}
 
@@ -51,7 +51,7 @@ def optional_metrics_status(mos: bool = True) -> tuple[list[str], list[str]]:
     Returns:
         (available metric keys in ``METRICS`` order, notes naming each missing package and how to install it)
     """
-    available, notes = ["si_sdr", "mel", "stft"], []
+    available, notes = ["si_sdr", "mel", "stft", "noise_floor"], []
     if _has("pesq"):
         available += ["pesq_wb", "pesq_nb"]
     else:
@@ -134,6 +134,47 @@ def stft_distance(estimate: Tensor, reference: Tensor, sample_rate: int) -> floa
     return float(loss(estimate.float().reshape(1, 1, -1), reference.float().reshape(1, 1, -1)))
 
 
+NOISE_FLOOR_FRAME_S = 0.02
+"""Frame length of the noise-floor metric (ours: one TAAE patch at 16 kHz)."""
+SILENCE_BELOW_PEAK_DB = 40.0
+"""A reference frame is silent when its energy is this far below the reference's loudest frame (ours; the demo
+prompts' pauses sit 55–65 dB below it, speech within ~30 dB)."""
+SPEECH_WITHIN_PEAK_DB = 20.0
+"""A reference frame is speech when its energy is within this of the reference's loudest frame (ours)."""
+
+
+def noise_floor(estimate: Tensor, reference: Tensor, sample_rate: int) -> float:
+    """How far below its own speech the coded signal stays where the reference is silent, in dB (higher: quieter).
+
+    The reference is cut into 20 ms frames; its silent frames (≥ ``SILENCE_BELOW_PEAK_DB`` below its loudest
+    frame) and speech frames (within ``SPEECH_WITHIN_PEAK_DB`` of it) select frames of the estimate, and the score
+    is 10·log10(mean energy of the estimate's speech frames / mean energy of its silent frames). A codec that fills
+    pauses with a broadband floor scores low; the reference scored against itself gives its own pause depth.
+
+    Args:
+        estimate, reference: (1, T) or (T,) signals of equal length at ``sample_rate``.
+
+    Raises:
+        ValueError: when the reference has no silent frame (compute_metrics turns it into NaN for that file).
+    """
+    frame = max(1, round(NOISE_FLOOR_FRAME_S * sample_rate))
+    est, ref = estimate.reshape(-1).double(), reference.reshape(-1).double()
+    if est.shape != ref.shape:
+        raise ValueError(f"noise_floor needs equal lengths, got {est.numel()} and {ref.numel()} samples")
+    count = ref.numel() // frame
+    if count < 2:
+        raise ValueError(f"noise_floor needs at least two {frame}-sample frames, got {ref.numel()} samples")
+    ref_energy = ref[: count * frame].reshape(count, frame).pow(2).mean(1)  # (frames,)
+    est_energy = est[: count * frame].reshape(count, frame).pow(2).mean(1)
+    ref_db = 10 * torch.log10(ref_energy + 1e-20)
+    peak = ref_db.max()
+    silent = ref_db <= peak - SILENCE_BELOW_PEAK_DB
+    speech = ref_db >= peak - SPEECH_WITHIN_PEAK_DB
+    if not bool(silent.any()):
+        raise ValueError(f"the reference has no frame {SILENCE_BELOW_PEAK_DB:g} dB below its loudest")
+    return float(10 * torch.log10((est_energy[speech].mean() + 1e-20) / (est_energy[silent].mean() + 1e-20)))
+
+
 def _resample(wav: Tensor, sample_rate: int, target: int) -> Tensor:
     if sample_rate == target:
         return wav
@@ -194,7 +235,8 @@ class FileMetrics:
 
 
 def compute_metrics(estimate: Tensor, reference: Tensor, sample_rate: int,
-                    metrics: Sequence[str] = ("si_sdr", "mel", "stft", "pesq_wb", "pesq_nb", "stoi")) -> FileMetrics:
+                    metrics: Sequence[str] = ("si_sdr", "mel", "stft", "noise_floor", "pesq_wb", "pesq_nb",
+                                              "stoi")) -> FileMetrics:
     """Every requested metric for one pair, never raising for a metric's own failure.
 
     Args:
@@ -214,6 +256,7 @@ def compute_metrics(estimate: Tensor, reference: Tensor, sample_rate: int,
         "si_sdr": lambda: float(si_sdr(estimate.reshape(-1), reference.reshape(-1))),
         "mel": lambda: mel_distance(estimate, reference, sample_rate),
         "stft": lambda: stft_distance(estimate, reference, sample_rate),
+        "noise_floor": lambda: noise_floor(estimate, reference, sample_rate),
         "pesq_wb": lambda: pesq_score(estimate, reference, sample_rate, "wb"),
         "pesq_nb": lambda: pesq_score(estimate, reference, sample_rate, "nb"),
         "stoi": lambda: stoi_score(estimate, reference, sample_rate),

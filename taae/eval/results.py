@@ -17,8 +17,8 @@ from pathlib import Path
 from taae.eval.metrics import HIGHER_IS_BETTER, METRICS
 from taae.eval.token_stats import EntropyStats
 
-COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB",
-                 "stoi": "STOI", "mos": "DNSMOS", "wer": "WER", "dwer": "dWER", "sim": "SIM"}
+COLUMN_TITLES = {"si_sdr": "SI-SDR", "mel": "Mel", "stft": "STFT", "noise_floor": "Floor dB", "pesq_wb": "PESQ-WB",
+                 "pesq_nb": "PESQ-NB", "stoi": "STOI", "mos": "DNSMOS", "wer": "WER", "dwer": "dWER", "sim": "SIM"}
 
 PAPER_ROW = {"name": "TAAE 2×15625 (paper)", "bitrate": 700.0, "si_sdr": 4.73, "mel": 0.86, "stft": 1.26,
              "pesq_wb": 3.09, "stoi": 0.92, "mos": 3.36}

@@ -72,6 +72,7 @@ TRAINING_PARTS = _registry(
     Buildable("taae.models.discriminators.CombinedDiscriminator", (("discriminators", "discriminators"),)),
     Buildable("taae.losses.MultiScaleMelLoss"), Buildable("taae.losses.spectral.MultiScaleMelLoss"),
     Buildable("taae.losses.spectral.MultiResolutionSTFTLoss"), Buildable("taae.losses.spectral.WaveformL1Loss"),
+    Buildable("taae.losses.PreEmphasisL1Loss"), Buildable("taae.losses.waveform.PreEmphasisL1Loss"),
     Buildable("taae.losses.WavLMFeatureLoss"), Buildable("taae.losses.perceptual.WavLMFeatureLoss"),
     Buildable("taae.training.balancer.GradientBalancer"),
 )

@@ -10,11 +10,13 @@ from taae.losses.spectral import (
     mel_spectrogram,
     slaney_mel_filterbank,
 )
+from taae.losses.waveform import PreEmphasisL1Loss
 
 __all__ = [
     "CompressedComplexSTFTLoss",
     "MultiResolutionSTFTLoss",
     "MultiScaleMelLoss",
+    "PreEmphasisL1Loss",
     "WaveformL1Loss",
     "WavLMFeatureLoss",
     "discriminator_loss",

@@ -31,12 +31,16 @@ from torch import Tensor, nn
 from taae.models.base import GeneratorOutput, count_parameters, pad_to_multiple
 from taae.models.flops import ComputeAccounting, FlopCount, taae_flops
 from taae.nn.causal_conv import conv_layers
+from taae.nn.heads import ISTFTHead, OverlapAddHead
 from taae.nn.transformer import Transformer
 from taae.quantizers.fsq import FSQ
 from taae.quantizers.presets import ResidualPreset, ResidualPresets, as_preset
 from taae.quantizers.residual_fsq import PRESET_ALIASES, PostHocResidualFSQ
 from taae.quantizers.stages import STAGES_PATTERN, parse_stages
 from taae.quantizers.token_spec import TokenSpec
+
+HEADS = ("patch", "overlap_add", "istft")
+"""The decoder output heads ``TAAEConfig.head`` can name."""
 
 
 @dataclass
@@ -91,6 +95,10 @@ class TAAEConfig:
     presets: dict[str, ResidualPreset] = field(default_factory=dict)
     """User post-hoc residual FSQ presets by name, beside the built-in 400/700/1000 bps ones (§4); ``add_preset``
     records here, so exports and checkpoints that carry the config keep them."""
+    head: str = "patch"
+    """Decoder output head: ``patch`` (the paper's conv to non-overlapping patches), ``overlap_add`` (Hann-windowed
+    frames of two patches, overlap-added) or ``istft`` (log-magnitude and phase, inverted by ``torch.istft``, as
+    Vocos); see :mod:`taae.nn.heads` and the learning curves in README.md (ours)."""
     causal: bool = False
     """Causal variant (§9 item 13): left-padded convs, past-only transposed convs; needs ``window`` (left, 0). The
     paper's causal model has a 2.56 s per-layer field (arXiv 2411.19842 Table 11), i.e. window (63, 0) at 25 Hz."""
@@ -137,6 +145,10 @@ class TAAEConfig:
             if self.identity_stride1 and s == 1 and w_in != w:
                 raise ValueError(f"identity_stride1: stage {i} has stride 1 but changes the width {w_in} → {w}; "
                                  "an identity cannot do that")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {list(HEADS)}, got {self.head!r}")
+        if self.causal and self.head != "patch":
+            raise ValueError(f"head: a causal TAAE streams patch by patch and needs head 'patch', got {self.head!r}")
         if self.causal and self.window[1] != 0:
             raise ValueError(f"window: a causal TAAE attends to the past only, so the right side must be 0, got "
                              f"{list(self.window)}; use e.g. [{self.window[0]}, 0]")
@@ -197,7 +209,12 @@ class TAAEDecoder(nn.Module):
                           nn.Identity() if c.identity_stride1 and s == 1 else up(w, w_out, s))
             for w_out, w, s, d in reversed(list(zip(outs, c.widths, c.strides, depths)))
         )
-        self.head = conv(c.stem_width, c.patch_size, kernel_size=7, bias=False)
+        if c.head == "overlap_add":
+            self.head = OverlapAddHead(c.stem_width, c.patch_size)
+        elif c.head == "istft":
+            self.head = ISTFTHead(c.stem_width, c.patch_size)
+        else:
+            self.head = conv(c.stem_width, c.patch_size, kernel_size=7, bias=False)
 
     def forward(self, codes: Tensor) -> Tensor:  # (B, D, S) → (B, P, N)
         x = self.stem(codes)

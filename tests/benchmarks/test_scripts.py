@@ -52,6 +52,7 @@ ELSEWHERE = {
     "scale_recipe.py": "tests/benchmarks/test_scale_recipe.py (one variant, one batch, trained and scored)",
     "streaming_tokens.py": "tests/codec/test_streaming.py (the streaming-token benchmark's smoke run)",
     "stage2.py": "test_stage2_runs_both_stages_and_prints_one_table below",
+    "learning_curves.py": "test_learning_curves_smoke_writes_png_and_csv below",
 }
 
 
@@ -124,3 +125,21 @@ def test_stage2_runs_both_stages_and_prints_one_table(tmp_path):
     assert [r.split("|")[1].strip() for r in rows] == ["stage 1", "stage 2, WavLM term", "stage 2, weight 0 (control)"]
     for row in rows:  # every metric scored: no NaN cell
         assert "nan" not in row, row
+
+
+@pytest.mark.slow
+def test_learning_curves_smoke_writes_png_and_csv(tmp_path):
+    """Two variants to 0.02 and 0.04 CPU minutes on synthetic speech, four checkpoints and Codec 2 scored."""
+    data = tmp_path / "speech"
+    for split, n in (("train", 8), ("val", 1), ("test", 2)):  # one batch of the quickstart's 8 × 1 s crops
+        (data / split).mkdir(parents=True)
+        for i in range(n):
+            sf.write(data / split / f"{i}.wav", synth_speech(1.5, seed=i)[0].numpy(), 16000)
+    figure = tmp_path / "curves.png"
+    proc = run("learning_curves.py", ["--smoke", "--out", str(tmp_path / "out"), "--data-root", str(data),
+                                      "--figure", str(figure)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert figure.is_file() and "| istft | 0.04 |" in proc.stdout, proc.stdout[-3000:]
+    rows = figure.with_suffix(".csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in rows[1:5]] == [["patch", "0.02"], ["patch", "0.04"], ["istft", "0.02"],
+                                                     ["istft", "0.04"]]

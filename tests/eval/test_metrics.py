@@ -194,3 +194,18 @@ def test_entropy_validates_tokens():
 def test_real_time_factor():
     assert real_time_factor(0.5, 2.0) == 0.25
     assert math.isnan(real_time_factor(1.0, 0.0))
+
+
+def test_noise_floor_measures_the_estimate_in_the_references_pauses():
+    """Half a second of tone then half a second of silence; the estimate adds white noise 30 dB below the tone."""
+    from taae.eval.metrics import noise_floor
+
+    t = torch.arange(SR // 2) / SR
+    ref = torch.cat([0.5 * torch.sin(2 * math.pi * 220 * t), torch.zeros(SR // 2)]).reshape(1, -1)
+    tone_energy = 0.5**2 / 2
+    noise = torch.randn(ref.shape, generator=torch.Generator().manual_seed(0)) * math.sqrt(tone_energy * 1e-3)
+    assert noise_floor(ref + noise, ref, SR) == pytest.approx(30.0, abs=0.2)
+    # scale-invariant: the floor is relative to the estimate's own speech
+    assert noise_floor(0.1 * (ref + noise), ref, SR) == pytest.approx(30.0, abs=0.2)
+    with pytest.raises(ValueError, match="no frame 40 dB below"):
+        noise_floor(ref[:, : SR // 2], ref[:, : SR // 2], SR)
