@@ -13,26 +13,14 @@ import torch
 from taae.codec import Codec
 from taae.codec.onnx_runtime import OnnxRunner
 from taae.codec.onnx_streaming import OnnxStreamingSession
-from taae.models import from_config
 from tests.codec.test_codec import tiny_model
-from tests.codec.test_streaming import CAUSAL_TINY
+from tests.codec.test_streaming import causal_tiny
 from tests.conftest import synth_speech
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")  # torch.onnx's exporter
 
 CHUNKS = [1, 3, 7, 2]  # frames per chunk, cycled: sizes change within a stream
-
-
-def causal_tiny():
-    """configs/taae/causal_tiny.yaml's model (hop 640, window (63, 0)), LayerScale 1 so attention shapes it."""
-    torch.manual_seed(0)
-    model = from_config(*CAUSAL_TINY).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(1.0)
-    return model
 
 
 @pytest.fixture(scope="module")
