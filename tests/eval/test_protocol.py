@@ -42,6 +42,9 @@ def test_every_row_and_column_present_and_finite(protocol):
     assert all(m in report["metrics"] for m in SPEECH)
     for name, s in report["systems"].items():
         for m in report["metrics"]:
+            if m == "noise_floor":  # undefined here: these 0.5 s clips have no pause 40 dB below their peak
+                assert s["metrics"][m]["count"] == 0, name
+                continue
             assert s["metrics"][m]["count"] == 2 and math.isfinite(s["metrics"][m]["mean"]), (name, m)
         assert math.isfinite(s["corpus"]["wer"]) and math.isfinite(s["corpus"]["dwer"])
     assert report["systems"]["identity"]["metrics"]["dwer"]["mean"] == 0.0
