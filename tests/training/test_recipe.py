@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ["configs/taae/tiny.yaml", "configs/data/demo.yaml", "configs/trainer/cpu.yaml",
               "configs/taae/quickstart.yaml"]
 STEPS = 240
-SI_SDR_FLOOR = 5.0  # dB on the training clip after STEPS batches: the recipe reaches ~15, the old one ~−27
+SI_SDR_FLOOR = 2.0  # dB on the training clip after STEPS batches: the recipe reaches ~4 (its pre-emphasised sample
+# term weighs the high band, which SI-SDR barely counts; ~15 before it), a recipe that ignores the sign ~−27
 
 
 def quickstart_module(tmp_path: Path, *extra: str):
