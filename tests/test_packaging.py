@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,22 @@ def test_license_is_an_spdx_expression_so_the_install_is_quiet():
     assert isinstance(pyproject["project"]["license"], str)
     setuptools = next(r for r in pyproject["build-system"]["requires"] if _names([r]) == {"setuptools"})
     assert re.fullmatch(r"setuptools>=(\d+).*", setuptools) and int(setuptools.split(">=")[1].split(".")[0]) >= 77
+
+
+def test_editable_build_prints_no_setuptools_notice(tmp_path):
+    # What `pip install -e .` runs (PEP 660's build_editable), in a clean process; any setuptools warning category
+    # (the import-hook mode's "Editable installation" notice, a deprecation) is an error here.
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"setuptools {setuptools.__version__} < 77 (the build requirement)")
+    code = ("import warnings; warnings.simplefilter('error');"
+            "from setuptools import build_meta;"
+            f"print(build_meta.build_editable({str(tmp_path)!r}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    wheel = tmp_path / result.stdout.strip().splitlines()[-1]
+    with zipfile.ZipFile(wheel) as archive:
+        pth = [n for n in archive.namelist() if n.endswith(".pth")]
+        # the static-path mode: one .pth naming the repository root, no generated import-hook module
+        assert len(pth) == 1 and Path(archive.read(pth[0]).decode().strip()) == ROOT
+        assert not [n for n in archive.namelist() if n.endswith("finder.py")]
