@@ -22,6 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
+from taae.nn.heads import ISTFTHead, OverlapAddHead
+
 BACKWARD_FACTOR = 2
 """Backward FLOPs per forward FLOP of a layer whose input and weight both need gradients (Kaplan et al. 2020)."""
 
@@ -128,8 +132,21 @@ def taae_flops(config, num_samples: int | None = None) -> FlopCount:
             count.add(conv1d(w, w_out, 1, rates[i + 1]))
         else:
             count.add(conv_transpose1d(w, w_out, kernel[i], rates[i + 1]))
-    count.add(conv1d(c.stem_width, c.patch_size, 7, rates[0]))
+    count.add(conv1d(c.stem_width, *_output_head(c), rates[0]))
     return count
+
+
+def _output_head(c) -> tuple[int, int]:
+    """(channels, kernel) of the decoder's output conv at the patch rate, read off the head ``c.head`` builds.
+
+    The iSTFT head's inverse FFT and the overlap-add are not matmuls and are not counted (module docstring).
+    """
+    if c.head == "patch":
+        return c.patch_size, 7
+    head = {"overlap_add": OverlapAddHead, "istft": ISTFTHead}[c.head]
+    with torch.device("meta"):
+        proj = head(c.stem_width, c.patch_size).proj
+    return proj.out_channels, proj.kernel_size[0]
 
 
 def rvqgan_flops(config, num_samples: int | None = None, residual_kernel: int = 7,  # ResidualUnit (nn.conv)

@@ -27,7 +27,9 @@ def measured_train_flops(model: torch.nn.Module, num_samples: int) -> int:
     TAAEConfig(stem_width=64, widths=(128, 128), strides=(2, 3), depths=(1, 0), attention_backend="naive"),
     TAAEConfig(stem_width=128, widths=(128, 128), strides=(1, 2), depths=(1, 1), identity_stride1=True,
                attention_backend="naive"),
-], ids=["tiny", "asymmetric-decoder", "stride-3", "released-layout"])
+    TAAEConfig(stem_width=64, widths=(128, 128), depths=(1, 1), head="istft", attention_backend="naive"),
+    TAAEConfig(stem_width=64, widths=(128, 128), depths=(1, 1), head="overlap_add", attention_backend="naive"),
+], ids=["tiny", "asymmetric-decoder", "stride-3", "released-layout", "istft-head", "overlap-add-head"])
 def test_taae_train_flops_equal_the_measured_count(config, one_thread):
     model = TAAE(config).train()
     samples = 2 * config.hop_length * 7  # at most 28 frames per stage: every key is inside the (63, 64) window
