@@ -2,9 +2,11 @@
 
     python benchmarks/stage2.py                                   # random WavLM (plumbing only), 2-core CPU
     python benchmarks/stage2.py --wavlm /path/to/wavlm-large      # the real teacher, on a connected machine
+    python benchmarks/stage2.py --stage1 runs/quickstart          # stage 2 on a finished stage-1 run
 
 Runs the documented commands (``train.py fit`` / ``evaluate.py``) in subprocesses, under ``--out``:
-  1. stage 1: ``configs/taae/tiny.yaml`` + demo data + ``configs/trainer/cpu.yaml`` for ``--stage1-batches``;
+  1. stage 1: ``configs/taae/tiny.yaml`` + demo data + ``configs/trainer/cpu.yaml`` for ``--stage1-batches``, or the
+     run folder ``--stage1`` names (its ``tb/config.yaml`` and ``checkpoints/last.ckpt``: ``make quickstart``'s);
   2. stage 2 from stage 1's saved ``tb/config.yaml`` and ``last.ckpt`` + ``configs/taae/finetune_wavlm.yaml`` for
      ``--stage2-batches``, twice: with the perceptual term, and with its weight 0 (the control: the same
      fine-tuning schedule without WavLM);
@@ -52,6 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/stage2_demo")
     parser.add_argument("--wavlm", default=None, help="WavLM folder (default: a random one saved under --out)")
+    parser.add_argument("--stage1", default=None,
+                        help="a finished stage-1 run (tb/config.yaml, checkpoints/last.ckpt); default: train one")
     parser.add_argument("--stage1-batches", type=int, default=100)
     parser.add_argument("--stage2-batches", type=int, default=50)
     parser.add_argument("--data-root", default=None,
@@ -62,9 +66,13 @@ def main() -> None:
     data = [] if args.data_root is None else [
         f"--data.init_args.{split}={Path(args.data_root, split)}" for split in ("train", "val", "test")]
     out = Path(args.out)
+    stage1 = Path(args.stage1) if args.stage1 else out / "stage1"
+    if args.stage1:
+        missing = [str(stage1 / f) for f in ("tb/config.yaml", "checkpoints/last.ckpt") if not (stage1 / f).is_file()]
+        if missing:
+            parser.error(f"--stage1 {stage1}: not a finished training run, missing {', '.join(missing)}")
     wavlm = Path(args.wavlm) if args.wavlm else save_random_wavlm(out / "wavlm-random")
-    stage1 = out / "stage1"
-    if not (stage1 / "checkpoints" / "last.ckpt").is_file():
+    if not args.stage1 and not (stage1 / "checkpoints" / "last.ckpt").is_file():
         _run([sys.executable, "train.py", "fit", "--config", "configs/taae/tiny.yaml", "--config",
               "configs/data/demo.yaml", "--config", "configs/trainer/cpu.yaml", *_trainer(stage1, args.stage1_batches),
               *data])

@@ -125,6 +125,24 @@ def test_stage2_runs_both_stages_and_prints_one_table(tmp_path):
     assert [r.split("|")[1].strip() for r in rows] == ["stage 1", "stage 2, WavLM term", "stage 2, weight 0 (control)"]
     for row in rows:  # every metric scored: no NaN cell
         assert "nan" not in row, row
+    # stage 2 again on that finished stage 1 (--stage1): not retrained, the same stage-1 row
+    stage1 = tmp_path / "out" / "stage1"
+    before = (stage1 / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    again = run("stage2.py", ["--out", str(tmp_path / "again"), "--data-root", str(data), "--stage1", str(stage1),
+                              "--stage2-batches", "1"], cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (stage1 / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
+    assert not (tmp_path / "again" / "stage1").exists()
+    assert [line for line in again.stdout.splitlines() if line.startswith("| stage 1 ")] == rows[:1]
+
+
+def test_stage2_refuses_a_stage1_folder_without_a_run(tmp_path):
+    (tmp_path / "run" / "tb").mkdir(parents=True)
+    (tmp_path / "run" / "tb" / "config.yaml").write_text("model: {}\n")
+    proc = run("stage2.py", ["--out", str(tmp_path / "out"), "--stage1", str(tmp_path / "run")], cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"missing {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}")
+    assert not (tmp_path / "out").exists()  # refused before writing anything
 
 
 @pytest.mark.slow
