@@ -45,8 +45,18 @@ def _run(args) -> None:
     print(f"wrote {paths['csv']} and {paths['markdown']}")
 
 
-def _fit(args) -> None:
+def _rows(args) -> list[dict]:
     rows = table.read(args.table)
+    if args.include_unmet:
+        return rows
+    rows, left_out = table.with_budget_met(rows)
+    if left_out:
+        print(f"left out, budget not met (--include-unmet keeps them): {', '.join(left_out)}")
+    return rows
+
+
+def _fit(args) -> None:
+    rows = _rows(args)
     families = args.family or sorted({r["family"] for r in rows})
     axes = list(table.X_AXES) if args.x == "both" else [args.x]
     record = {"table": str(args.table), "metric": args.metric, "preset": args.preset, "fits": []}
@@ -70,7 +80,7 @@ def _fit(args) -> None:
 def _plot(args) -> None:
     from taae.scaling.plot import PlotSettings, plot
 
-    rows = table.read(args.table)
+    rows = _rows(args)
     out = Path(args.out) if args.out else Path(args.table).with_name(f"scaling_{args.metric}_{args.preset}")
     paths = plot(rows, out, PlotSettings(metric=args.metric, preset=args.preset, num_boot=args.num_boot,
                                          level=args.level, seed=args.seed))
@@ -102,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--level", type=float, default=0.95, help="interval level")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", default=None)
+        p.add_argument("--include-unmet", action="store_true",
+                       help="keep rungs that did not spend their budget (left out of fits and plots by default)")
 
     fit = sub.add_parser("fit", help="fit a·N^b + c and a·N^b with bootstrap intervals")
     table_args(fit)

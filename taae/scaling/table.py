@@ -96,6 +96,17 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def with_budget_met(table: list[dict]) -> tuple[list[dict], list[str]]:
+    """The rows whose rung spent its whole budget, and ``family/rung`` of those left out.
+
+    A law fitted across sizes assumes one budget for all: a rung stopped early by its guard (or diverged and
+    stopped) is a point of another study, so fits and plots leave it out unless asked (``--include-unmet``).
+    """
+    kept = [r for r in table if r.get("budget_met") in (True, "True")]
+    left_out = sorted({f"{r['family']}/{r['rung']}" for r in table if r not in kept})
+    return kept, left_out
+
+
 X_AXES = {"parameters": "generator parameters", "train_flops": "generator training FLOPs"}
 """What a law can be fitted and drawn against: ``parameters`` (N) or the run's total ``train_flops`` (compute)."""
 

@@ -65,6 +65,29 @@ def test_fit_command_recovers_the_synthetic_exponents(study, capsys):
     assert "taae mel at 700bps vs parameters: a·N^b + c" in capsys.readouterr().out
 
 
+def test_fit_and_plot_leave_out_rungs_that_did_not_spend_their_budget(study, capsys):
+    tmp, paths = study
+    rows = files.read_csv(paths["csv"])
+    for row in rows:  # the largest RVQGAN stopped early and diverged: its mel is far off the law
+        if row["family"] == "rvqgan" and row["rung"] == "l":
+            row["budget_met"] = "False"
+    per_file = tmp / "rvqgan" / "l" / "per_file.csv"
+    files.write_csv(per_file, ["file", "system", "mel"],
+                    [{**r, "mel": 15.0} if r["system"] == "rvqgan_700bps" else r for r in files.read_csv(per_file)])
+    files.write_csv(paths["csv"], list(rows[0]), rows)
+    common = ["--table", str(paths["csv"]), "--metric", "mel", "--num-boot", "50"]
+    assert main(["fit", *common, "--out", str(tmp / "fit.json")]) == 0
+    assert "left out, budget not met (--include-unmet keeps them): rvqgan/l" in capsys.readouterr().out
+    fits = json.loads((tmp / "fit.json").read_text())["fits"]
+    rvqgan = [f for f in fits if f["family"] == "rvqgan"]
+    assert rvqgan and all(f["rungs"] == ["s", "m"] and not f["offset"] for f in rvqgan)  # two sizes: a·N^b only
+    assert all(f["b"] < 0 for f in rvqgan)  # mel falls with size; through the diverged rung it would rise
+    assert main(["plot", *common, "--out", str(tmp / "kept")]) == 0
+    assert {p["rung"] for p in files.read_csv(tmp / "kept.csv") if p["family"] == "rvqgan"} == {"s", "m"}
+    assert main(["plot", *common, "--out", str(tmp / "all"), "--include-unmet"]) == 0
+    assert {p["rung"] for p in files.read_csv(tmp / "all.csv") if p["family"] == "rvqgan"} == {"s", "m", "l"}
+
+
 def test_plot_draws_both_axes_and_both_families(study):
     tmp, paths = study
     out = plot(table.read(paths["csv"]), tmp / "scaling", PlotSettings(metric="mel", preset="700bps", num_boot=100))
