@@ -102,8 +102,9 @@ def with_budget_met(table: list[dict]) -> tuple[list[dict], list[str]]:
     A law fitted across sizes assumes one budget for all: a rung stopped early by its guard (or diverged and
     stopped) is a point of another study, so fits and plots leave it out unless asked (``--include-unmet``).
     """
-    kept = [r for r in table if r.get("budget_met") in (True, "True")]
-    left_out = sorted({f"{r['family']}/{r['rung']}" for r in table if r not in kept})
+    met = [r.get("budget_met") in (True, "True") for r in table]  # "True" as read back from ladder.csv
+    kept = [r for r, ok in zip(table, met) if ok]
+    left_out = sorted({f"{r['family']}/{r['rung']}" for r, ok in zip(table, met) if not ok})
     return kept, left_out
 
 
